@@ -1,0 +1,102 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from scalenet import deform_conv
+from scalenet.deform import IMPLS
+from tests import reference
+
+_CONV_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv(x, k, pad):
+  return jax.lax.conv_general_dilated(x, k, (1, 1), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=_CONV_DN)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('groups,stride,pad,dil,with_mask',
+                         [(1, 1, 1, 1, False), (2, 2, 2, 2, True), (1, 1, 0, 1, True)])
+def test_matches_torchvision_semantics_reference(impl, groups, stride, pad, dil, with_mask):
+  keys = jax.random.split(jax.random.key(0), 4)
+  x = jax.random.normal(keys[0], (2, 7, 6, 4))
+  k = jax.random.normal(keys[1], (3, 3, 4, 3))
+  ho = (7 + 2 * pad - 2 * dil - 1) // stride + 1
+  wo = (6 + 2 * pad - 2 * dil - 1) // stride + 1
+  # Offsets large enough to leave the image, so the zero border is exercised.
+  off = 2.5 * jax.random.normal(keys[2], (2, ho, wo, groups, 9, 2))
+  mask = jax.random.uniform(keys[3], (2, ho, wo, groups, 9)) if with_mask else None
+  y = deform_conv(x, off, k, mask=mask, stride=stride, padding=pad, dilation=dil, impl=impl)
+  chex.assert_shape(y, (2, ho, wo, 3))
+  ref = reference.deform_conv(np.asarray(x, np.float64), np.asarray(off, np.float64),
+                              np.asarray(k, np.float64),
+                              None if mask is None else np.asarray(mask, np.float64),
+                              stride, pad, dil)
+  np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_zero_offsets_equal_plain_conv(impl):
+  x = jax.random.normal(jax.random.key(1), (2, 9, 9, 3))
+  k = jax.random.normal(jax.random.key(2), (3, 3, 3, 4))
+  y = deform_conv(x, jnp.zeros((2, 9, 9, 9, 2)), k, padding=1, impl=impl)
+  np.testing.assert_allclose(y, _conv(x, k, 1), rtol=1e-5, atol=1e-5)
+
+
+def test_integer_offsets_equal_shifted_conv():
+  x = jax.random.normal(jax.random.key(3), (2, 10, 10, 3))
+  k = jax.random.normal(jax.random.key(4), (3, 3, 3, 4))
+  off = jnp.broadcast_to(jnp.array([1.0, -2.0]), (2, 10, 10, 9, 2))
+  y = deform_conv(x, off, k, padding=1)
+  # Reading x at (y + 1, x - 2) is reading the image shifted by (-1, +2).
+  # Compared where no tap of the plain conv falls in its zero padding, since
+  # there the deformable conv still reads real pixels of x.
+  shifted = jnp.zeros_like(x).at[:, :-1, 2:].set(x[:, 1:, :-2])
+  inner = (slice(None), slice(1, -1), slice(1, -1))
+  np.testing.assert_allclose(y[inner], _conv(shifted, k, 1)[inner], rtol=1e-5, atol=1e-5)
+
+
+def test_mask_scales_taps():
+  x = jax.random.normal(jax.random.key(5), (1, 6, 6, 2))
+  k = jax.random.normal(jax.random.key(6), (3, 3, 2, 2))
+  off = jnp.zeros((1, 6, 6, 9, 2))
+  y = deform_conv(x, off, k, mask=jnp.full((1, 6, 6, 9), 0.5), padding=1)
+  np.testing.assert_allclose(y, 0.5 * _conv(x, k, 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_gradients(impl):
+  keys = jax.random.split(jax.random.key(7), 4)
+  x = jax.random.normal(keys[0], (1, 5, 5, 2))
+  k = jax.random.normal(keys[1], (3, 3, 2, 2))
+  # Keep sampling points away from integer grid lines, where bilinear
+  # interpolation has kinks and finite differences are meaningless.
+  off = jnp.round(jax.random.normal(keys[2], (1, 5, 5, 9, 2))) + 0.3
+  mask = jax.random.uniform(keys[3], (1, 5, 5, 9))
+  f = lambda x, off, mask, k: deform_conv(x, off, k, mask=mask, padding=1, impl=impl)
+  with jax.debug_nans(False):
+    check_grads(f, (x, off, mask, k), order=1, modes=['rev'], eps=1e-3, atol=2e-2, rtol=2e-2)
+
+
+def test_bfloat16():
+  x = jax.random.normal(jax.random.key(8), (1, 6, 6, 2)).astype(jnp.bfloat16)
+  k = jax.random.normal(jax.random.key(9), (3, 3, 2, 2)).astype(jnp.bfloat16)
+  y = deform_conv(x, jnp.zeros((1, 6, 6, 9, 2)), k, padding=1)
+  assert y.dtype == jnp.bfloat16
+
+
+def test_deform_conv_bad_input():
+  x, k = jnp.zeros((1, 6, 6, 4)), jnp.zeros((3, 3, 4, 2))
+  with pytest.raises(ValueError, match='rank 4'):
+    deform_conv(x[0], jnp.zeros((1, 6, 6, 9, 2)), k, padding=1)
+  with pytest.raises(ValueError, match='offsets must have shape'):
+    deform_conv(x, jnp.zeros((1, 6, 6, 8, 2)), k, padding=1)
+  with pytest.raises(ValueError, match='mask must have shape'):
+    deform_conv(x, jnp.zeros((1, 6, 6, 9, 2)), k, mask=jnp.zeros((1, 6, 6, 8)), padding=1)
+  with pytest.raises(ValueError, match='divide'):
+    deform_conv(x, jnp.zeros((1, 6, 6, 3, 9, 2)), k, padding=1)
+  with pytest.raises(ValueError, match='impl'):
+    deform_conv(x, jnp.zeros((1, 6, 6, 9, 2)), k, padding=1, impl='cuda')

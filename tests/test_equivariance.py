@@ -1,0 +1,63 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scalenet import equivariance_curve, equivariance_error, gaussian_lift
+from scalenet import transforms
+
+
+def _smooth_images():
+  c = 15.5
+  yy, xx = np.mgrid[:32, :32]
+  g1 = np.exp(-((yy - c) ** 2 + (xx - c) ** 2) / 18.0)
+  g2 = np.exp(-((yy - c - 3) ** 2 + (xx - c + 2) ** 2) / 30.0)
+  return jnp.asarray(np.stack([g1, g2])[..., None], jnp.float32)
+
+
+@pytest.mark.parametrize('factor', [0.5, 0.8, 1.25])
+def test_identity_is_exactly_equivariant(factor):
+  assert float(equivariance_error(lambda x: x, _smooth_images(), factor)) == 0.0
+
+
+def test_pointwise_fn_is_nearly_equivariant():
+  err = float(equivariance_error(jnp.tanh, _smooth_images(), 0.7))
+  assert err < 1e-3, err
+
+
+def test_negative_control_fixed_conv_is_not_equivariant():
+  k = jax.random.normal(jax.random.key(0), (7, 7, 1, 4))
+  conv = lambda x: jax.lax.conv_general_dilated(
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  err = float(equivariance_error(conv, _smooth_images(), 0.5))
+  assert err > 0.1, err
+
+
+def test_invariance_for_vector_outputs():
+  x = _smooth_images()
+  total = lambda x: x.sum(axis=(1, 2))  # not scale invariant: mass scales by s^2
+  mean_max = lambda x: x.max(axis=(1, 2))  # nearly invariant for smooth blobs
+  assert float(equivariance_error(total, x, 0.5)) > 0.3
+  assert float(equivariance_error(mean_max, x, 0.8)) < 1e-2
+
+
+def test_scale_space_transform_shifts_levels():
+  """gaussian_lift(L_2 f)[k] ~ L_2 gaussian_lift(f)[k-1]: a shift of one level."""
+  x = _smooth_images()
+  lift = lambda x: gaussian_lift(x, num_scales=3, base=2.0, zero_scale=1.0)
+  shifted = float(equivariance_error(lift, x, 2.0,
+                                     out_transform=transforms.scale_space_transform(2.0)))
+  unshifted = float(equivariance_error(
+      lift, x, 2.0, out_transform=lambda a, y, s: (a, transforms.rescale(y, s))))
+  assert shifted < 0.02, shifted
+  assert unshifted > 5 * shifted, (shifted, unshifted)
+
+
+def test_curve_and_errors():
+  x = _smooth_images()
+  curve = equivariance_curve(lambda x: x, x, [0.5, 1.0, 2.0])
+  assert curve.shape == (3,) and np.all(curve == 0)
+  with pytest.raises(ValueError, match='factor'):
+    equivariance_error(lambda x: x, x, 0.0)
+  with pytest.raises(ValueError, match='out_transform'):
+    equivariance_error(lambda x: x[:, None], x, 0.5)
