@@ -1,0 +1,175 @@
+"""Flax NNX layers: they own parameters and call the pure ops.
+
+Shapes: images [B, H, W, C]; scale-space tensors [B, S, H, W, C].
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from scalenet import _checks, deform, scale_convolution
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _he(rngs, shape, fan_in):
+  std = np.sqrt(2.0 / fan_in) / 0.87962566  # truncated normal correction
+  return std * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape)
+
+
+class ScaleConv(nnx.Module):
+  """Dilated scale conv, weights tied across scales (see `scale_conv`)."""
+
+  def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
+               interaction: int = 1, base=2, stride: int = 1, use_bias: bool = True,
+               rngs: nnx.Rngs):
+    self.base = _checks.integer_base(base)
+    self.stride = stride
+    shape = (interaction, kernel_size, kernel_size, in_features, out_features)
+    self.kernel = nnx.Param(_he(rngs, shape, interaction * kernel_size**2 * in_features))
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
+
+  def __call__(self, x):
+    y = scale_convolution.scale_conv(x, self.kernel[...], base=self.base, stride=self.stride)
+    return y if self.bias is None else y + self.bias[...]
+
+
+class PerLevel(nnx.Module):
+  """Applies an image layer to every level of a scale-space tensor, weights tied."""
+
+  def __init__(self, layer: nnx.Module):
+    self.layer = layer
+
+  def __call__(self, x):
+    b, s = x.shape[:2]
+    y = self.layer(x.reshape(b * s, *x.shape[2:]))
+    return y.reshape(b, s, *y.shape[1:])
+
+
+class DeformConv(nnx.Module):
+  """Deformable conv with its offset (and, for v2, mask) branch.
+
+  The branch is a 3x3 conv zero-initialised, so at init offsets are 0 and the
+  v2 mask is 2 * sigmoid(0) = 1: training starts from the plain conv.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
+               offset_groups: int = 1, modulated: bool = False, rngs: nnx.Rngs):
+    if in_features % offset_groups:
+      raise ValueError(f'offset_groups ({offset_groups}) must divide the input '
+                       f'channels ({in_features}).')
+    self.k, self.groups, self.modulated = kernel_size, offset_groups, modulated
+    taps = kernel_size**2
+    self.kernel = nnx.Param(_he(rngs, (kernel_size, kernel_size, in_features, out_features),
+                                taps * in_features))
+    self.bias = nnx.Param(jnp.zeros((out_features,)))
+    branch = offset_groups * taps * (3 if modulated else 2)
+    self.offset = nnx.Conv(in_features, branch, (3, 3), padding='SAME',
+                           kernel_init=nnx.initializers.zeros, rngs=rngs)
+
+  def offsets_and_mask(self, x, scale: float = 1.0):
+    """Offsets [B, H, W, G, K, 2] (times `scale`) and mask [B, H, W, G, K] or None."""
+    b, h, w, _ = x.shape
+    taps = self.k**2
+    out = self.offset(x)
+    off = out[..., :2 * self.groups * taps].reshape(b, h, w, self.groups, taps, 2) * scale
+    mask = None
+    if self.modulated:
+      mask = 2.0 * jax.nn.sigmoid(out[..., 2 * self.groups * taps:].reshape(
+          b, h, w, self.groups, taps))
+    return off, mask
+
+  def __call__(self, x):
+    off, mask = self.offsets_and_mask(x)
+    pad = self.k // 2
+    return deform.deform_conv(x, off, self.kernel[...], mask=mask, padding=pad) + self.bias[...]
+
+
+class DeformScaleConv(nnx.Module):
+  """Deformable scale conv (Deformable DSS).
+
+  Level s samples its taps around the dilated grid (dilation base**s) at
+  offsets predicted by a scale conv (weights tied across scales, zero-init)
+  and multiplied by base**s, so offsets are measured in units of the level's
+  own dilation and the layer keeps the scale structure of `ScaleConv`.
+  """
+
+  def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
+               interaction: int = 1, base=2, rngs: nnx.Rngs):
+    self.base = _checks.integer_base(base)
+    self.k, self.interaction = kernel_size, interaction
+    fan_in = interaction * kernel_size**2 * in_features
+    self.kernel = nnx.Param(_he(rngs, (interaction, kernel_size, kernel_size,
+                                       in_features, out_features), fan_in))
+    self.bias = nnx.Param(jnp.zeros((out_features,)))
+    self.offset_kernel = nnx.Param(jnp.zeros((interaction, 3, 3, in_features,
+                                              2 * kernel_size**2)))
+    self.offset_bias = nnx.Param(jnp.zeros((2 * kernel_size**2,)))
+
+  def __call__(self, x):
+    b, s, h, w, cin = x.shape
+    taps = self.k**2
+    off = scale_convolution.scale_conv(x, self.offset_kernel[...], base=self.base)
+    off = (off + self.offset_bias[...]).reshape(b, s, h, w, taps, 2)
+    xs = scale_convolution._interaction_stack(x, self.interaction)
+    kern = jnp.moveaxis(self.kernel[...], 0, 2).reshape(
+        self.k, self.k, self.interaction * cin, -1)
+    levels = []
+    for lv, d in enumerate(scale_convolution.dilations(s, self.base)):
+      levels.append(deform.deform_conv(xs[:, lv], off[:, lv] * d, kern,
+                                       padding=d * (self.k // 2), dilation=d))
+    return jnp.stack(levels, axis=1) + self.bias[...]
+
+
+class SteerableConv(nnx.Module):
+  """Conv whose kernels are learned combinations of a fixed multi-scale basis.
+
+  mode='lift': [B, H, W, Cin] -> [B, S, H, W, Cout], level j uses scale j.
+  mode='group': [B, S, H, W, Cin] -> [B, S, H, W, Cout], level j mixes levels
+    j..j+I-1 with basis scale j (the scale-translation group conv of SESN).
+  mode='max': [B, H, W, Cin] -> [B, H, W, Cout], max over the scaled filters
+    (the locally scale-invariant conv of SS-CNN).
+  """
+
+  def __init__(self, in_features: int, out_features: int, basis: np.ndarray, *,
+               mode: str, interaction: int = 1, rngs: nnx.Rngs):
+    if mode not in ('lift', 'group', 'max'):
+      raise ValueError(f"SteerableConv mode must be 'lift', 'group' or 'max'; got {mode!r}.")
+    self.mode, self.interaction = mode, interaction if mode == 'group' else 1
+    self.basis = nnx.data(jnp.asarray(basis))  # [F, S, k, k], fixed
+    nf = basis.shape[0]
+    self.weight = nnx.Param(_he(rngs, (self.interaction, in_features, out_features, nf),
+                                self.interaction * in_features * nf) / np.sqrt(basis.shape[-1]))
+    self.bias = nnx.Param(jnp.zeros((out_features,)))
+
+  def kernels(self):
+    """[S, k, k, I*Cin, Cout]: one kernel per basis scale."""
+    w = self.weight[...]
+    kern = jnp.einsum('iof,fsyx->syxio', w.reshape(-1, *w.shape[2:]), self.basis)
+    return kern
+
+  def __call__(self, x):
+    kern = self.kernels()
+    s, k = kern.shape[0], kern.shape[1]
+    if self.mode in ('lift', 'max'):
+      stacked = jnp.moveaxis(kern, 0, -2).reshape(k, k, kern.shape[3], -1)
+      y = jax.lax.conv_general_dilated(x, stacked.astype(x.dtype), (1, 1), 'SAME',
+                                       dimension_numbers=_DN)
+      y = jnp.moveaxis(y.reshape(*y.shape[:3], s, -1), 3, 1) + self.bias[...]
+      return y if self.mode == 'lift' else y.max(axis=1)
+    b, _, h, w, _ = x.shape
+    xs = scale_convolution._interaction_stack(x, self.interaction)
+    grouped = jnp.moveaxis(xs, 1, 3).reshape(b, h, w, -1)
+    kernel = jnp.moveaxis(kern, 0, -2).reshape(k, k, kern.shape[3], -1)
+    y = jax.lax.conv_general_dilated(grouped, kernel.astype(x.dtype), (1, 1), 'SAME',
+                                     dimension_numbers=_DN, feature_group_count=s)
+    return jnp.moveaxis(y.reshape(b, h, w, s, -1), 3, 1) + self.bias[...]
+
+
+def max_pool(x, window: int = 2, padding: str = 'VALID'):
+  """2-D max pooling of [B, H, W, C] or, level by level, [B, S, H, W, C]."""
+  dims = (1,) * (x.ndim - 3) + (window, window, 1)
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, padding)

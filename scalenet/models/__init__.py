@@ -1,0 +1,81 @@
+"""Model registry: every network of the study by name.
+
+  model = get_model('dss_v1', num_classes=10, rngs=nnx.Rngs(0), channels=(16, 32))
+  apply, state = make_apply(model)   # pure, jitted: apply(state, x) -> logits
+
+Defaults of every constructor are the scale-MNIST configs, except the ResNets
+(scale-CIFAR-10).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+from flax import nnx
+
+from scalenet.models.cnn import cnn, dcn, dcnv2
+from scalenet.models.dss import deform_dss, dss_v1, dss_v2
+from scalenet.models.resnet import resnet50_scale, resnet_scale
+from scalenet.models.steerable import sesn, sscnn
+
+MODELS = {
+    'cnn': cnn,
+    'dcn': dcn,
+    'dcnv2': dcnv2,
+    'dss_v1': dss_v1,
+    'dss_v2': dss_v2,
+    'deform_dss': deform_dss,
+    'sscnn': sscnn,
+    'sesn': sesn,
+    'resnet_scale': resnet_scale,
+    'resnet50_scale': resnet50_scale,
+}
+
+
+def model_kwargs(name: str) -> set[str]:
+  """Keyword arguments a model accepts (its class's, for the thin factories)."""
+  fn = MODELS[name]
+  params = set(inspect.signature(fn).parameters)
+  cls = {'cnn': 'CNN', 'dcn': 'CNN', 'dcnv2': 'CNN', 'dss_v1': 'DSS', 'deform_dss': 'DSS',
+         'dss_v2': 'DSSv2', 'sscnn': 'SSCNN', 'sesn': 'SESN', 'resnet_scale': 'ResNetScale',
+         'resnet50_scale': 'ResNetScale'}[name]
+  module = inspect.getmodule(fn)
+  params |= set(inspect.signature(getattr(module, cls).__init__).parameters)
+  return params - {'rngs', 'kwargs', 'num_classes', 'self'}
+
+
+def get_model(name: str, *, num_classes: int = 10, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+  """Builds model `name` with `kwargs` (from `config.model`).
+
+  Raises:
+    ValueError: an unknown name, or a keyword the model does not take (naming
+      it), or a bad hyperparameter value.
+  """
+  if name not in MODELS:
+    raise ValueError(f'unknown model_name {name!r}; choose from {sorted(MODELS)}.')
+  unknown = sorted(set(kwargs) - model_kwargs(name))
+  if unknown:
+    raise ValueError(f'model {name!r} got unknown config.model key(s) {unknown}; '
+                     f'it takes {sorted(model_kwargs(name))}.')
+  return MODELS[name](num_classes, rngs=rngs, **kwargs)
+
+
+def make_apply(model: nnx.Module, method: str = '__call__'):
+  """(apply, state): a jitted pure function of (state, x) and the model's state.
+
+  The model is put in inference mode (BatchNorm running statistics) first.
+  `method` may be '__call__' (logits) or 'features'.
+  """
+  model.eval()
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def apply(state, x):
+    return getattr(nnx.merge(graphdef, state), method)(x)
+
+  return apply, state
+
+
+def count_params(model: nnx.Module) -> int:
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

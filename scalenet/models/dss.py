@@ -1,0 +1,122 @@
+"""Deep Scale Spaces: DSS v1 (Gaussian lift), v2 (bilinear lift), deformable DSS.
+
+References:
+  Worrall & Welling, "Deep Scale-spaces: Equivariance Over Scale", NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from scalenet import _checks, layers, scale_convolution, scale_space
+from scalenet.models import common
+
+
+class DSS(nnx.Module):
+  """gaussian_lift -> scale-conv blocks -> scale_pool -> head (DSS v1).
+
+  Args:
+    num_classes: logits size.
+    in_channels: image channels.
+    channels: width of each block.
+    num_scales: levels of the lift.
+    base: integer scale ratio between levels (dilation base**s).
+    interaction: input levels mixed into each output level, <= num_scales.
+    zero_scale: scale of the input image for the lift.
+    pools: number of leading blocks followed by 2x2 max pooling. Set 0 for
+      the exactly equivariant backbone (pooling reads odd pixels).
+    scale_pool_mode: 'mean' or 'max' over scales before the head.
+    deformable: use deformable scale convs (Deformable DSS).
+  """
+
+  def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
+               channels=(32, 64, 96), num_scales: int = 4, base=2, interaction: int = 2,
+               zero_scale: float = 0.5, pools: int = 2, scale_pool_mode: str = 'mean',
+               deformable: bool = False, rngs: nnx.Rngs):
+    self.base = _checks.integer_base(base)
+    num_scales = _checks.positive_int(num_scales, 'num_scales')
+    if not 1 <= interaction <= num_scales:
+      raise ValueError(f'interaction must be in [1, num_scales={num_scales}]; '
+                       f'got {interaction}.')
+    if scale_pool_mode not in ('mean', 'max'):
+      raise ValueError(f"scale_pool_mode must be 'mean' or 'max'; got {scale_pool_mode!r}.")
+    self.num_scales, self.zero_scale, self.scale_pool_mode = num_scales, zero_scale, scale_pool_mode
+    conv_cls = layers.DeformScaleConv if deformable else layers.ScaleConv
+    widths = (in_channels, *channels)
+    self.blocks = nnx.List([
+        common.Block(conv_cls(widths[i], widths[i + 1], interaction=interaction,
+                              base=self.base, rngs=rngs),
+                     widths[i + 1], pool=pool, rngs=rngs)
+        for i, pool in enumerate(common.pool_flags(len(channels), pools))])
+    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+
+  def lift(self, x):
+    return scale_space.gaussian_lift(x, num_scales=self.num_scales, base=self.base,
+                                     zero_scale=self.zero_scale)
+
+  def backbone(self, z):
+    """Scale-conv blocks on a scale-space tensor: [B, S, H, W, C] -> [B, S, H', W', C']."""
+    for block in self.blocks:
+      z = block(z)
+    return z
+
+  def scale_features(self, x):
+    """Pre-pool features [B, S, H', W', C']."""
+    return self.backbone(self.lift(x))
+
+  def features(self, x):
+    """Scale-pooled features [B, H', W', C'] (the map the head reads)."""
+    return scale_convolution.scale_pool(self.scale_features(x), self.scale_pool_mode)
+
+  def __call__(self, x):
+    return self.head(self.features(x))
+
+
+class DSSv2(nnx.Module):
+  """bilinear_lift -> tied conv blocks per level -> match_sizes -> scale_pool -> head.
+
+  Every level is processed at its own resolution by the same (ordinary)
+  convs; `match_sizes` max-pools all levels to the coarsest before pooling
+  over scales.
+  """
+
+  def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
+               channels=(32, 64, 96), num_scales: int = 3, base: float = 2.0,
+               pools: int = 2, scale_pool_mode: str = 'mean', rngs: nnx.Rngs):
+    self.num_scales = _checks.positive_int(num_scales, 'num_scales')
+    if not base > 1:
+      raise ValueError(f'base must be > 1; got {base!r}.')
+    self.base, self.scale_pool_mode = base, scale_pool_mode
+    widths = (in_channels, *channels)
+    self.blocks = nnx.List([
+        common.Block(nnx.Conv(widths[i], widths[i + 1], (3, 3), padding='SAME', rngs=rngs),
+                     widths[i + 1], pool=pool, pool_padding='SAME', rngs=rngs)
+        for i, pool in enumerate(common.pool_flags(len(channels), pools))])
+    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+
+  def scale_features(self, x):
+    """[B, S, h, w, C]: each level's features max-pooled to the coarsest size."""
+    levels = []
+    for z in scale_space.bilinear_lift(x, num_scales=self.num_scales, base=self.base):
+      for block in self.blocks:
+        z = block(z)
+      levels.append(z)
+    return scale_space.match_sizes(levels)
+
+  def features(self, x):
+    return scale_convolution.scale_pool(self.scale_features(x), self.scale_pool_mode)
+
+  def __call__(self, x):
+    return self.head(self.features(x))
+
+
+def dss_v1(num_classes=10, *, rngs, **kwargs):
+  return DSS(num_classes, rngs=rngs, **kwargs)
+
+
+def dss_v2(num_classes=10, *, rngs, **kwargs):
+  return DSSv2(num_classes, rngs=rngs, **kwargs)
+
+
+def deform_dss(num_classes=10, *, rngs, **kwargs):
+  return DSS(num_classes, deformable=True, rngs=rngs, **kwargs)

@@ -1,0 +1,98 @@
+"""ResNet whose 3x3 convs are dilated scale convs over a Gaussian lift.
+
+1x1 convs act on every level with the same weights; BatchNorm statistics are
+shared across scales; the scale axis is pooled (mean) before the head.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from scalenet import _checks, layers, scale_convolution, scale_space
+
+
+def _pointwise(cin, cout, rngs, stride=1):
+  return layers.PerLevel(nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False,
+                                  rngs=rngs))
+
+
+class Bottleneck(nnx.Module):
+  """1x1 -> 3x3 scale conv (stride) -> 1x1 (x4), with a projection shortcut."""
+
+  def __init__(self, cin: int, width: int, *, stride: int, base: int, interaction: int,
+               rngs: nnx.Rngs):
+    cout = 4 * width
+    self.conv1, self.bn1 = _pointwise(cin, width, rngs), nnx.BatchNorm(width, rngs=rngs)
+    self.conv2 = layers.ScaleConv(width, width, interaction=interaction, base=base,
+                                  stride=stride, use_bias=False, rngs=rngs)
+    self.bn2 = nnx.BatchNorm(width, rngs=rngs)
+    self.conv3 = _pointwise(width, cout, rngs)
+    # Zero-init the last BN scale: each block starts as the identity.
+    self.bn3 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
+    needs_proj = stride != 1 or cin != cout
+    self.proj = _pointwise(cin, cout, rngs, stride) if needs_proj else None
+    self.proj_bn = nnx.BatchNorm(cout, rngs=rngs) if needs_proj else None
+
+  def __call__(self, x):
+    y = nnx.relu(self.bn1(self.conv1(x)))
+    y = nnx.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    shortcut = x if self.proj is None else self.proj_bn(self.proj(x))
+    return nnx.relu(y + shortcut)
+
+
+class ResNetScale(nnx.Module):
+  """Scale-conv ResNet for CIFAR-sized inputs [B, 32, 32, 3].
+
+  Args:
+    stage_sizes: bottleneck blocks per stage; (3, 4, 6, 3) is ResNet-50.
+    width: width of the first stage (x2 per stage, x4 inside bottlenecks).
+    num_scales, base, interaction, zero_scale: as in DSS.
+  """
+
+  def __init__(self, num_classes: int = 10, *, in_channels: int = 3,
+               stage_sizes=(3, 4, 6, 3), width: int = 64, num_scales: int = 3, base=2,
+               interaction: int = 1, zero_scale: float = 0.5, rngs: nnx.Rngs):
+    self.base = _checks.integer_base(base)
+    self.num_scales = _checks.positive_int(num_scales, 'num_scales')
+    if not 1 <= interaction <= num_scales:
+      raise ValueError(f'interaction must be in [1, num_scales={num_scales}]; '
+                       f'got {interaction}.')
+    self.zero_scale = zero_scale
+    self.stem = layers.ScaleConv(in_channels, width, interaction=interaction, base=self.base,
+                                 use_bias=False, rngs=rngs)
+    self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
+    blocks, cin = [], width
+    for i, n in enumerate(stage_sizes):
+      for j in range(n):
+        stride = 2 if i > 0 and j == 0 else 1
+        blocks.append(Bottleneck(cin, width * 2**i, stride=stride, base=self.base,
+                                 interaction=interaction, rngs=rngs))
+        cin = 4 * width * 2**i
+    self.blocks = nnx.List(blocks)
+    self.head = nnx.Linear(cin, num_classes, rngs=rngs)
+
+  def scale_features(self, x):
+    z = scale_space.gaussian_lift(x, num_scales=self.num_scales, base=self.base,
+                                  zero_scale=self.zero_scale)
+    z = nnx.relu(self.stem_bn(self.stem(z)))
+    for block in self.blocks:
+      z = block(z)
+    return z
+
+  def features(self, x):
+    return scale_convolution.scale_pool(self.scale_features(x), 'mean')
+
+  def __call__(self, x):
+    return self.head(jnp.mean(self.features(x), axis=(1, 2)))
+
+
+def resnet_scale(num_classes=10, *, rngs, **kwargs):
+  return ResNetScale(num_classes, rngs=rngs, **kwargs)
+
+
+def resnet50_scale(num_classes=10, *, rngs, **kwargs):
+  if 'stage_sizes' in kwargs:
+    raise ValueError("resnet50_scale fixes stage_sizes=(3, 4, 6, 3); use 'resnet_scale'.")
+  return ResNetScale(num_classes, stage_sizes=(3, 4, 6, 3), rngs=rngs, **kwargs)

@@ -1,0 +1,166 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from scalenet import models
+from scalenet.transforms import nearest_upsample
+
+# Small versions of every model, so each test takes seconds on a CPU.
+TINY = {
+    'cnn': dict(channels=(4, 8)),
+    'dcn': dict(channels=(4, 8)),
+    'dcnv2': dict(channels=(4, 8, 8), offset_groups=2),
+    'dss_v1': dict(channels=(4, 8), num_scales=3),
+    'dss_v2': dict(channels=(4, 8), num_scales=2),
+    'deform_dss': dict(channels=(4, 8), num_scales=2),
+    'sscnn': dict(channels=(4, 8), kernel_size=5, radial=2, angular=1),
+    'sesn': dict(channels=(4, 8), scales=(1.0, 1.5), kernel_size=5, basis_order=3),
+    'resnet_scale': dict(stage_sizes=(1, 1), width=4, num_scales=2),
+    'resnet50_scale': dict(width=2, num_scales=2),
+}
+
+# Parameter counts of the default (paper-sized) configs; a new or changed
+# model must be pinned here deliberately.
+PINNED_PARAMS = {
+    'cnn': 75754, 'dcn': 91342, 'dcnv2': 99136, 'dss_v1': 149770, 'dss_v2': 75754,
+    'deform_dss': 181252, 'sscnn': 182666, 'sesn': 162060, 'resnet_scale': 23520842,
+    'resnet50_scale': 23520842,
+}
+
+
+def _input(name, batch=2):
+  shape = (batch, 32, 32, 3) if 'resnet' in name else (batch, 28, 28, 1)
+  return jax.random.uniform(jax.random.key(0), shape)
+
+
+def test_every_registered_model_has_a_pinned_count_and_matches_it():
+  assert set(models.MODELS) == set(PINNED_PARAMS) == set(TINY)
+  for name in models.MODELS:
+    abstract = nnx.eval_shape(lambda: models.get_model(name, rngs=nnx.Rngs(0)))
+    assert models.count_params(abstract) == PINNED_PARAMS[name], name
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_shapes_dtype_and_single_trace(name):
+  chex.clear_trace_counter()  # the counter is keyed by code, shared by parameters
+  model = models.get_model(name, num_classes=7, rngs=nnx.Rngs(0), **TINY[name])
+  model.eval()
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def run(state, x):
+    m = nnx.merge(graphdef, state)
+    return m(x), m.features(x)
+
+  x = _input(name)
+  logits, feats = run(state, x)
+  run(state, x + 1.0)  # same shapes: must not retrace
+  chex.assert_shape(logits, (2, 7))
+  chex.assert_rank(feats, 4)
+  assert feats.shape[0] == 2
+  assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_make_apply_is_a_pure_jitted_function():
+  model = models.get_model('cnn', rngs=nnx.Rngs(0), **TINY['cnn'])
+  apply, state = models.make_apply(model)
+  x = _input('cnn')
+  np.testing.assert_allclose(apply(state, x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def _even_grid_gap(features, x_scale_space, levels_exact):
+  """Relative gap between features(U)[k+1] on the even grid and features(X)[k]."""
+  x = x_scale_space
+  u = jnp.concatenate([jnp.zeros_like(nearest_upsample(x[:, :1], 2)),
+                       nearest_upsample(x[:, :-1], 2)], axis=1)
+  fx, fu = features(x), features(u)
+  gaps = [jnp.abs(fu[:, k + 1, ::2, ::2] - fx[:, k]).max() for k in range(levels_exact)]
+  return float(max(gaps) / jnp.abs(fx).max())
+
+
+def test_dss_v1_backbone_exactly_equivariant_to_2x_upsampling():
+  """Conditions for exactness (at init or after training alike):
+
+  * input given as a scale-space tensor whose level k+1 is level k up-sampled
+    2x by nearest neighbour (the Gaussian lift of an up-sampled image is only
+    approximately the up-sampled lift);
+  * no spatial max pooling (pools=0): pooling reads odd pixels;
+  * BatchNorm in inference mode (a pointwise affine map);
+  * levels k with k + depth * (interaction - 1) < num_scales - 1, where every
+    interaction window is complete on both sides.
+  """
+  s, depth, interaction = 4, 2, 2
+  model = models.get_model('dss_v1', rngs=nnx.Rngs(0), channels=(4, 6), num_scales=s,
+                           interaction=interaction, pools=0)
+  model.eval()
+  z = jax.random.normal(jax.random.key(1), (2, s, 10, 10, 1))
+  exact = s - 1 - depth * (interaction - 1)
+  assert _even_grid_gap(model.backbone, z, exact) < 1e-5
+
+
+def test_cnn_fails_the_same_check_negative_control():
+  model = models.get_model('cnn', rngs=nnx.Rngs(0), channels=(4, 6), pools=0)
+  model.eval()
+  per_level = lambda z: jax.vmap(model.features, in_axes=1, out_axes=1)(z)
+  z = jax.random.normal(jax.random.key(1), (2, 4, 10, 10, 1))
+  assert _even_grid_gap(per_level, z, 2) > 0.1
+
+
+def test_dcn_with_zero_offsets_equals_cnn_with_same_weights():
+  cnn = models.get_model('cnn', rngs=nnx.Rngs(0), **TINY['cnn'])
+  dcn = models.get_model('dcn', rngs=nnx.Rngs(1), **TINY['dcn'])
+  for bc, bd in zip(cnn.blocks, dcn.blocks):
+    bd.conv.kernel[...] = bc.conv.kernel[...]
+    bd.conv.bias[...] = bc.conv.bias[...]
+  dcn.head.dense.kernel[...] = cnn.head.dense.kernel[...]
+  dcn.head.dense.bias[...] = cnn.head.dense.bias[...]
+  cnn.eval(), dcn.eval()
+  x = _input('cnn')
+  np.testing.assert_allclose(dcn(x), cnn(x), rtol=1e-5, atol=1e-5)
+  # The offset branch is zero-initialised, so this holds at init.
+  assert float(jnp.abs(dcn.blocks[-1].conv.offset.kernel[...]).max()) == 0.0
+
+
+@pytest.mark.parametrize('name', sorted(models.MODELS))
+def test_every_model_trains(name):
+  model = models.get_model(name, rngs=nnx.Rngs(0), **TINY[name])
+  # Residual branches start at zero (zero-init last BN), so the tiny ResNets
+  # need a larger step to move within 20 steps.
+  lr = 3e-2 if 'resnet' in name else 1e-2
+  opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
+  x = _input(name, batch=8)
+  y = jnp.arange(8) % 10
+
+  @nnx.jit
+  def step(model, opt):
+    def loss_fn(model):
+      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    loss, grads = nnx.value_and_grad(loss_fn)(model)
+    opt.update(model, grads)
+    return loss
+
+  losses = [float(step(model, opt)) for _ in range(20)]
+  assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize('name,kwargs,key', [
+    ('dcn', dict(channels=(6, 9), offset_groups=4), 'offset_groups'),
+    ('dss_v1', dict(num_scales=2, interaction=3), 'interaction'),
+    ('dss_v1', dict(base=1.5), 'base'),
+    ('resnet_scale', dict(base=2.5), 'base'),
+    ('sesn', dict(interaction=9), 'interaction'),
+    ('cnn', dict(chanels=(4,)), 'chanels'),
+])
+def test_bad_config(name, kwargs, key):
+  with pytest.raises(ValueError, match=key):
+    models.get_model(name, rngs=nnx.Rngs(0), **kwargs)
+
+
+def test_unknown_model_name():
+  with pytest.raises(ValueError, match='model_name'):
+    models.get_model('vit', rngs=nnx.Rngs(0))
