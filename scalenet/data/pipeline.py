@@ -34,7 +34,7 @@ def read_split(source, progress: bool = False, desc: str = '') -> Split:
   get_many = getattr(source, '__getitems__', lambda idx: [source[i] for i in idx])
   images, labels, scales = [], [], []
   chunks = range(0, n, 4096)
-  if progress:
+  if progress and n > 20_000:
     from tqdm.auto import tqdm
     chunks = tqdm(chunks, desc=f'reading {desc}', leave=False)
   for start in chunks:

@@ -1,0 +1,25 @@
+"""Plain CNN baseline (same depth and width as dss_v1, ordinary convs).
+
+Scale-MNIST protocol (Adam, lr 0.01 x0.1 at epochs 20 and 40, 60 epochs, batch 128).
+
+  python train.py --config configs/cnn_mnist.py --workdir workdirs/cnn_mnist
+  python evaluate.py --config configs/cnn_mnist.py --workdir workdirs/cnn_mnist
+
+Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
+--config.data_source=download (or a directory of the MNIST idx files).
+Result: not yet measured on the full protocol (see the issue notes).
+"""
+
+from scalenet import config as config_lib
+
+
+def get_config(arg=None):
+  config = config_lib.default_config()
+  config.model_name = 'cnn'
+  config.model = dict(channels=(32, 64, 96))
+  if arg == 'tiny':
+    config = config_lib.tiny(config)
+    config.model = dict(channels=(4, 8))
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use ':tiny' or nothing.")
+  return config

@@ -1,0 +1,25 @@
+"""SESN: Hermite-Gaussian steerable scale-translation convs.
+
+Scale-MNIST protocol (Adam, lr 0.01 x0.1 at epochs 20 and 40, 60 epochs, batch 128).
+
+  python train.py --config configs/sesn_mnist.py --workdir workdirs/sesn_mnist
+  python evaluate.py --config configs/sesn_mnist.py --workdir workdirs/sesn_mnist
+
+Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
+--config.data_source=download (or a directory of the MNIST idx files).
+Result: not yet measured on the full protocol (see the issue notes).
+"""
+
+from scalenet import config as config_lib
+
+
+def get_config(arg=None):
+  config = config_lib.default_config()
+  config.model_name = 'sesn'
+  config.model = dict(channels=(32, 63, 95), scales=(1.0, 1.26, 1.59, 2.0), kernel_size=7, basis_order=4, interaction=2)
+  if arg == 'tiny':
+    config = config_lib.tiny(config)
+    config.model = dict(channels=(4, 8), scales=(1.0, 1.5), kernel_size=5, basis_order=3)
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use ':tiny' or nothing.")
+  return config

@@ -1,0 +1,102 @@
+"""The configuration schema: every key a run may set, with its default.
+
+configs/*.py start from `default_config()` and override; `validate` rejects
+keys that are not in the schema (a misspelt key would otherwise be ignored
+silently) and values that cannot work.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import ml_collections
+
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
+SCHEDULES = ('constant', 'step', 'cosine')
+
+
+def default_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds init, data order and augmentation.
+  # Model.
+  c.model_name = 'dss_v1'  # A key of scalenet.models.MODELS.
+  c.model = ml_collections.ConfigDict()  # Keyword arguments of the model (see its docstring).
+  # Data.
+  c.dataset = 'scale_mnist'  # scale_mnist | scale_fashion_mnist | scale_cifar10.
+  c.data_source = ml_collections.config_dict.placeholder(str)  # None: mnist_5k offline default.
+  c.data_dir = 'data/tfds'  # Where prepared data sets live.
+  c.realization = 0  # Protocol seed 0..5 (split and scale factors).
+  c.image_size = ml_collections.config_dict.placeholder(int)  # None: the data set's smallest.
+  c.augment_scale = ml_collections.config_dict.placeholder(tuple)  # (lo, hi) random rescale.
+  c.eval_splits = ml_collections.config_dict.placeholder(list)  # None: all but train.
+  # Optimisation.
+  c.batch_size = 128  # Global batch, divisible by the number of devices.
+  c.eval_batch_size = 256  # Global eval batch, divisible by the number of devices.
+  c.num_epochs = 60  # Length of training in epochs.
+  c.optimizer = 'adam'  # sgd | adam | adamw.
+  c.learning_rate = 0.01  # Peak learning rate.
+  c.momentum = 0.9  # SGD momentum.
+  c.weight_decay = 0.0  # L2 (sgd, adam) or decoupled decay (adamw).
+  c.schedule = 'step'  # constant | step | cosine.
+  c.lr_decay_epochs = (20, 40)  # Epochs at which 'step' multiplies the rate by lr_decay_factor.
+  c.lr_decay_factor = 0.1  # Factor of each 'step' decay.
+  c.warmup_epochs = 0.0  # Linear warm-up length.
+  c.label_smoothing = 0.0  # Label smoothing of the cross-entropy.
+  # Logging and checkpoints.
+  c.log_every_steps = 50  # Metrics to stdout, TensorBoard and metrics.jsonl.
+  c.eval_every_epochs = 1  # Validation accuracy every this many epochs.
+  c.checkpoint_every_steps = 500  # Periodic (async) checkpoints; one at the end too.
+  c.keep_checkpoints = 3  # Checkpoints kept.
+  c.halt_after_steps = ml_collections.config_dict.placeholder(int)  # Stop early (tests, preemption drills).
+  c.progress_bar = True  # tqdm bar over training steps.
+  # Evaluation.
+  c.eval_num_images = 1000  # Test images for the equivariance error.
+  c.eval_scale_factors = (1 / 3, 1 / 2.5, 1 / 2, 1 / 1.5, 1 / 1.1, 1.0, 1.1, 1.5, 2.0)
+  c.eval_checkpoint_step = ml_collections.config_dict.placeholder(int)  # None: the latest.
+  # Sweeps: {'dotted.key': [values, ...]}; only used by sweep.py.
+  c.sweep = ml_collections.ConfigDict()
+  return c
+
+
+def _keys(cfg, prefix=''):
+  for k, v in cfg.items():
+    if isinstance(v, ml_collections.ConfigDict) and k not in ('model', 'sweep'):
+      yield from _keys(v, f'{prefix}{k}.')
+    else:
+      yield prefix + k
+
+
+def validate(config) -> None:
+  """Raises ValueError naming any unknown key or impossible value."""
+  known = set(_keys(default_config()))
+  for key in _keys(config):
+    if key not in known:
+      close = difflib.get_close_matches(key, known, n=1)
+      hint = f" Did you mean '{close[0]}'?" if close else ''
+      raise ValueError(f"unknown config key '{key}'.{hint}")
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f'config.optimizer must be one of {OPTIMIZERS}; got {config.optimizer!r}.')
+  if config.schedule not in SCHEDULES:
+    raise ValueError(f'config.schedule must be one of {SCHEDULES}; got {config.schedule!r}.')
+  for key in ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',
+              'checkpoint_every_steps', 'keep_checkpoints', 'eval_num_images'):
+    if int(config[key]) < 1:
+      raise ValueError(f'config.{key} must be >= 1; got {config[key]}.')
+  if not config.learning_rate > 0:
+    raise ValueError(f'config.learning_rate must be > 0; got {config.learning_rate}.')
+  if any(not s > 0 for s in config.eval_scale_factors):
+    raise ValueError(f'config.eval_scale_factors must all be > 0; got {config.eval_scale_factors}.')
+
+
+def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config to seconds on a CPU: tests and the README's first run."""
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 1
+  config.halt_after_steps = 12
+  config.log_every_steps = 4
+  config.checkpoint_every_steps = 6
+  config.eval_num_images = 32
+  config.eval_splits = ['validation', 'test', 'test_s1000', 'test_s0500']
+  config.lr_decay_epochs = ()
+  return config

@@ -1,0 +1,221 @@
+"""Training: data-parallel jitted steps over a device mesh, orbax resume, metrics.
+
+Data parallelism follows current JAX: a 1-D mesh ('data',) over every device
+of every process, the batch sharded along it, parameters and optimizer state
+replicated, one `jax.jit` step. XLA inserts the gradient all-reduce and
+BatchNorm's batch statistics are means over the whole global batch, so the
+step is the single-device step on the global batch. Multi-host: call
+`jax.distributed.initialize()` first (train.py --distributed); every process
+then feeds its share of each global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from scalenet import checkpoint, config as config_lib, metrics as metrics_lib, models
+from scalenet.data import pipeline
+
+
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """1-D mesh ('data',) over `devices` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.sharding.Mesh(np.array(devices), ('data',))
+
+
+def check_batch(batch_size: int, mesh, name: str = 'batch_size') -> None:
+  if batch_size % mesh.size:
+    raise ValueError(f'config.{name} = {batch_size} must be divisible by the number of '
+                     f'devices ({mesh.size}).')
+
+
+def make_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+  lr, total = config.learning_rate, config.num_epochs * steps_per_epoch
+  if config.schedule == 'constant':
+    main = optax.constant_schedule(lr)
+  elif config.schedule == 'step':
+    main = optax.piecewise_constant_schedule(
+        lr, {int(e * steps_per_epoch): config.lr_decay_factor for e in config.lr_decay_epochs})
+  else:
+    main = optax.cosine_decay_schedule(lr, max(total, 1))
+  warmup = int(config.warmup_epochs * steps_per_epoch)
+  if not warmup:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+
+
+def make_optimizer(config, schedule) -> optax.GradientTransformation:
+  """Built once per run: the schedule advances with the optimizer's own step count."""
+  if config.optimizer == 'adamw':
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  base = (optax.sgd(schedule, momentum=config.momentum, nesterov=False)
+          if config.optimizer == 'sgd' else optax.adam(schedule))
+  if config.weight_decay:
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), base)
+  return base
+
+
+def create_state(config, num_classes: int, tx, mesh):
+  """(train_graphdef, eval_graphdef, state): state replicated over the mesh."""
+  model = models.get_model(config.model_name, num_classes=num_classes,
+                           rngs=nnx.Rngs(config.seed), **config.model)
+  optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+  model.train()
+  train_def, state = nnx.split((model, optimizer))
+  model.eval()
+  eval_def, _ = nnx.split((model, optimizer))
+  return train_def, eval_def, jax.device_put(state, NamedSharding(mesh, P()))
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing) \
+      if label_smoothing else jax.nn.one_hot(labels, logits.shape[-1])
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3), donate_argnums=1)
+def train_step(graphdef, state, batch, label_smoothing: float = 0.0):
+  """One optimizer step on a (sharded) global batch -> (state, metrics)."""
+  model, optimizer = nnx.merge(graphdef, state)
+
+  def loss_fn(model):
+    logits = model(batch['image'])
+    return cross_entropy(logits, batch['label'], label_smoothing).mean(), logits
+
+  (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  optimizer.update(model, grads)
+  metrics = {
+      'loss': loss,
+      'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
+      'grad_norm': optax.tree.norm(grads),
+      'param_norm': optax.tree.norm(nnx.state(model, nnx.Param)),
+  }
+  return nnx.state((model, optimizer)), metrics
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def eval_step(graphdef, state, batch):
+  """Sums of correct predictions, loss and examples over a masked batch."""
+  model, _ = nnx.merge(graphdef, state)
+  logits = model(batch['image'])
+  mask = batch['mask']
+  return {'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
+          'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
+          'count': jnp.sum(mask)}
+
+
+def shard_batch(batch: dict, mesh) -> dict:
+  """This process's numpy share of a global batch -> global arrays sharded on 'data'."""
+  sharding = NamedSharding(mesh, P('data'))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def evaluate_split(eval_def, state, split: pipeline.Split, batch_size: int, mesh,
+                   transform=None) -> dict:
+  """Accuracy and mean loss on a whole split (no example dropped).
+
+  `transform`, if given, maps the (sharded) image batch before the model,
+  e.g. a rescale for accuracy at a scale the data set does not store.
+  """
+  totals = None
+  for batch in pipeline.eval_batches(split, batch_size, process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    batch = shard_batch(batch, mesh)
+    if transform is not None:
+      batch['image'] = transform(batch['image'])
+    out = eval_step(eval_def, state, batch)
+    totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+  totals = jax.device_get(totals)
+  return {'accuracy': float(totals['correct'] / totals['count']),
+          'loss': float(totals['loss'] / totals['count'])}
+
+
+def _progress(total, initial, enabled):
+  from tqdm.auto import tqdm
+  return tqdm(total=total, initial=initial, desc='train', unit='step',
+              disable=not enabled or jax.process_index() != 0, dynamic_ncols=True)
+
+
+def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
+                       mesh=None) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Args:
+    config: an ml_collections.ConfigDict (configs/*.py), validated here.
+    workdir: checkpoints, config.json, metrics.jsonl and TensorBoard files.
+    datasets: optional pre-loaded data (tests); by default from `config`.
+    mesh: optional device mesh ('data',); by default every device.
+
+  Returns:
+    The last logged training metrics and validation accuracy.
+
+  Raises:
+    ValueError: a bad config; CheckpointError: an unusable checkpoint;
+    FloatingPointError: a non-finite loss (naming the step).
+  """
+  config_lib.validate(config)
+  mesh = mesh or make_mesh()
+  check_batch(config.batch_size, mesh)
+  check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
+  datasets = datasets or pipeline.get_datasets(config)
+  steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
+  if steps_per_epoch < 1:
+    raise ValueError(f'config.batch_size {config.batch_size} exceeds the training set '
+                     f'({len(datasets.train)} examples).')
+  total_steps = config.num_epochs * steps_per_epoch
+  schedule = make_schedule(config, steps_per_epoch)
+  train_def, eval_def, state = create_state(config, datasets.num_classes,
+                                            make_optimizer(config, schedule), mesh)
+  checkpoint.write_config(workdir, config)
+  mngr = checkpoint.manager(workdir, keep=config.keep_checkpoints,
+                            save_every=config.checkpoint_every_steps)
+  state, start = checkpoint.restore(mngr, state)
+  writer = metrics_lib.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  batches = pipeline.train_batches(
+      datasets.train, config.batch_size, seed=config.seed, start_step=start,
+      augment_scale=config.augment_scale, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  last = {}
+  halt = config.halt_after_steps
+  end = total_steps if halt is None else min(total_steps, halt)
+  bar = _progress(total_steps, start, config.progress_bar)
+  pending, t0, step = [], time.perf_counter(), start
+  try:
+    for step in range(start + 1, end + 1):
+      state, m = train_step(train_def, state, shard_batch(next(batches), mesh),
+                            config.label_smoothing)
+      pending.append(m)
+      bar.update(1)
+      if step % config.log_every_steps == 0 or step == end:
+        host = jax.device_get(pending)
+        metrics_lib.check_finite(step - len(host) + 1, [h['loss'] for h in host])
+        last = {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+        last['learning_rate'] = float(schedule(step - 1))
+        last['examples_per_s'] = len(host) * config.batch_size / (time.perf_counter() - t0)
+        writer.write(step, last, 'train/')
+        bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.3f}")
+        pending, t0 = [], time.perf_counter()
+      checkpoint.save(mngr, step, state, force=step == total_steps)
+      epoch, rest = divmod(step, steps_per_epoch)
+      if 'validation' in datasets.eval and not rest and epoch % config.eval_every_epochs == 0:
+        val = evaluate_split(eval_def, state, datasets.eval['validation'],
+                             config.eval_batch_size, mesh)
+        writer.write(step, val, 'validation/')
+        last.update({f'validation_{k}': v for k, v in val.items()})
+        bar.write(f'epoch {epoch}: ' + metrics_lib.format_scalars(
+            {'val_acc': val['accuracy'], 'val_loss': val['loss']}))
+  finally:
+    bar.close()
+    mngr.wait_until_finished()  # a crash never loses a checkpoint in flight
+    mngr.close()
+    writer.close()
+  last['step'] = step
+  return last

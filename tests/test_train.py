@@ -1,0 +1,199 @@
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from scalenet import checkpoint, config as config_lib, evaluate, train
+from scalenet.data import pipeline
+from configs import cnn_mnist, dss_v1_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='module')
+def datasets(data_dir):
+  """The mnist_5k scale-MNIST splits, with a 320-image training set (10 steps/epoch)."""
+  config = cnn_mnist.get_config('tiny')
+  config.data_dir = data_dir
+  full = pipeline.get_datasets(config, progress=False)
+  train_split = pipeline.Split(full.train.images[:320], full.train.labels[:320],
+                               full.train.scales[:320])
+  return pipeline.Datasets(train_split, full.eval, full.num_classes, full.image_shape)
+
+
+def _config(data_dir, module=cnn_mnist, **overrides):
+  config = module.get_config('tiny')
+  config.data_dir = data_dir
+  config.progress_bar = False
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+def _final_params(workdir, config, datasets):
+  mesh = train.make_mesh()
+  tx = train.make_optimizer(config, train.make_schedule(config, 10))
+  _, _, state = train.create_state(config, datasets.num_classes, tx, mesh)
+  state, step = checkpoint.restore(checkpoint.manager(workdir, read_only=True), state)
+  return step, jax.tree.map(np.asarray, nnx.to_pure_dict(state))
+
+
+@pytest.mark.parametrize('num_devices', [1, 4])
+def test_end_to_end_train_then_evaluate(tmp_path, data_dir, datasets, num_devices):
+  assert jax.device_count() == 4  # tests/conftest.py forces four host devices
+  config = _config(data_dir, dss_v1_mnist, halt_after_steps=None, num_epochs=2)
+  mesh = train.make_mesh(jax.devices()[:num_devices])
+  out = train.train_and_evaluate(config, str(tmp_path), datasets, mesh=mesh)
+  assert out['step'] == 20 and np.isfinite(out['loss'])
+  assert 0.0 <= out['validation_accuracy'] <= 1.0
+  assert os.path.isdir(tmp_path / 'checkpoints' / '20')
+  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
+  assert any('train/loss' in json.loads(l) for l in lines)
+  assert any('validation/accuracy' in json.loads(l) for l in lines)
+  assert os.listdir(tmp_path / 'tensorboard')
+  res = evaluate.evaluate(config, str(tmp_path), datasets)
+  for name in ('results.json', 'results.md', 'accuracy_vs_scale.png', 'equivariance_vs_scale.png'):
+    assert (tmp_path / 'eval' / name).stat().st_size > 0
+  assert res['step'] == 20
+  eq = res['equivariance']['features']
+  assert eq['1.0000'] == 0.0 and eq['0.5000'] > 0.0
+  assert set(res['accuracy_vs_scale']) >= {'1.0000', '0.5000', '2.0000'}
+
+
+def test_resume_reaches_the_same_parameters(tmp_path, data_dir, datasets):
+  """Killed mid-epoch after step 7 (last checkpoint at 6), then restarted."""
+  config = _config(data_dir, halt_after_steps=None, num_epochs=2, checkpoint_every_steps=3)
+  train.train_and_evaluate(config, str(tmp_path / 'straight'), datasets)
+  killed = _config(data_dir, halt_after_steps=7, num_epochs=2, checkpoint_every_steps=3)
+  train.train_and_evaluate(killed, str(tmp_path / 'resumed'), datasets)
+  assert checkpoint.manager(str(tmp_path / 'resumed'), read_only=True).latest_step() == 6
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'), datasets)
+  step_a, a = _final_params(str(tmp_path / 'straight'), config, datasets)
+  step_b, b = _final_params(str(tmp_path / 'resumed'), config, datasets)
+  assert step_a == step_b == 20
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6), a, b)
+  # Negative control: a run with another seed ends elsewhere.
+  other = _config(data_dir, halt_after_steps=None, num_epochs=2, seed=1)
+  train.train_and_evaluate(other, str(tmp_path / 'other'), datasets)
+  _, c = _final_params(str(tmp_path / 'other'), other, datasets)
+  diffs = jax.tree.leaves(jax.tree.map(lambda x, y: float(np.abs(x - y).max()), a, c))
+  assert max(diffs) > 1e-3
+
+
+def test_multi_device_step_equals_single_device_step(data_dir, datasets):
+  # SGD: the update is linear in the gradient. (Adam's first step is about
+  # lr * sign(g), which turns float noise in near-zero gradients into
+  # full-size differences.) Covers the gradient all-reduce and BatchNorm
+  # statistics over the whole global batch.
+  config = _config(data_dir, dss_v1_mnist, optimizer='sgd', learning_rate=0.1)
+  batch = next(pipeline.train_batches(datasets.train, 16, seed=0))
+  results = []
+  for n in (1, 4):
+    mesh = train.make_mesh(jax.devices()[:n])
+    tx = train.make_optimizer(config, train.make_schedule(config, 10))
+    train_def, _, state = train.create_state(config, 10, tx, mesh)
+    state, metrics = train.train_step(train_def, state, train.shard_batch(batch, mesh), 0.0)
+    results.append((jax.tree.map(np.asarray, nnx.to_pure_dict(state)), jax.device_get(metrics)))
+  (s1, m1), (s4, m4) = results
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), s1, s4)
+  np.testing.assert_allclose(m1['loss'], m4['loss'], rtol=1e-5)
+
+
+def test_schedule_applies_over_steps():
+  config = config_lib.default_config()
+  config.learning_rate, config.lr_decay_epochs, config.lr_decay_factor = 0.1, (2,), 0.1
+  sched = train.make_schedule(config, steps_per_epoch=5)
+  assert float(sched(9)) == pytest.approx(0.1) and float(sched(10)) == pytest.approx(0.01)
+  config.schedule = 'cosine'
+  sched = train.make_schedule(config, steps_per_epoch=5)
+  assert float(sched(0)) == pytest.approx(0.1) and float(sched(300)) < 1e-6
+
+
+def test_bad_config_and_batch_errors(tmp_path, data_dir, datasets):
+  config = _config(data_dir)
+  with config.unlocked():
+    config.learnig_rate = 0.1
+  with pytest.raises(ValueError, match="unknown config key 'learnig_rate'.*learning_rate"):
+    train.train_and_evaluate(config, str(tmp_path), datasets)
+  with pytest.raises(ValueError, match='divisible by the number of devices'):
+    train.train_and_evaluate(_config(data_dir, batch_size=30), str(tmp_path), datasets)
+  with pytest.raises(ValueError, match='optimizer'):
+    train.train_and_evaluate(_config(data_dir, optimizer='lbfgs'), str(tmp_path), datasets)
+  with pytest.raises(ValueError, match='chanels'):
+    cfg = _config(data_dir)
+    cfg.model = dict(chanels=(4,))
+    train.train_and_evaluate(cfg, str(tmp_path), datasets)
+
+
+def test_missing_dataset_error(tmp_path):
+  from scalenet.data import DataError
+  config = _config(str(tmp_path), data_source=str(tmp_path / 'no_such_dir'))
+  with pytest.raises(DataError, match='neither one of'):
+    train.train_and_evaluate(config, str(tmp_path / 'wd'))
+
+
+def test_non_finite_loss_names_the_step(tmp_path, data_dir, datasets):
+  config = _config(data_dir, optimizer='sgd', learning_rate=1e12, log_every_steps=1,
+                   schedule='constant')
+  with jax.debug_nans(False), pytest.raises(FloatingPointError, match=r'at step \d+'):
+    train.train_and_evaluate(config, str(tmp_path), datasets)
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, data_dir, datasets):
+  config = _config(data_dir, halt_after_steps=6, checkpoint_every_steps=6)
+  train.train_and_evaluate(config, str(tmp_path), datasets)
+  ckpt = tmp_path / 'checkpoints' / '6'
+  files = [p for p in ckpt.rglob('*') if p.is_file() and p.stat().st_size > 0]
+  for p in files:
+    p.write_bytes(b'garbage')
+  before = {str(p): p.read_bytes() for p in files}
+  with pytest.raises(checkpoint.CheckpointError, match='cannot be restored'):
+    train.train_and_evaluate(config, str(tmp_path), datasets)
+  assert {str(p): p.read_bytes() for p in files} == before
+
+
+def test_other_model_in_same_workdir_is_refused(tmp_path, data_dir, datasets):
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=2), str(tmp_path), datasets)
+  with pytest.raises(checkpoint.CheckpointError, match='different model'):
+    train.train_and_evaluate(_config(data_dir, dss_v1_mnist, halt_after_steps=2),
+                             str(tmp_path), datasets)
+
+
+def test_evaluate_without_checkpoint_and_compare(tmp_path, data_dir, datasets):
+  with pytest.raises(checkpoint.CheckpointError, match='no checkpoint'):
+    evaluate.evaluate(_config(data_dir), str(tmp_path / 'empty'), datasets)
+  runs = []
+  for name in ('a', 'b'):
+    wd = tmp_path / name
+    config = _config(data_dir, halt_after_steps=3, checkpoint_every_steps=3)
+    train.train_and_evaluate(config, str(wd), datasets)
+    evaluate.evaluate(config, str(wd), datasets)
+    runs.append(str(wd))
+  evaluate.compare(runs, str(tmp_path / 'cmp'))
+  assert (tmp_path / 'cmp' / 'comparison.md').read_text().count('| cnn') == 2
+  assert (tmp_path / 'cmp' / 'equivariance_vs_scale.png').stat().st_size > 0
+
+
+def test_command_line_entry_points(tmp_path, data_dir):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  common = ['--config', 'configs/cnn_mnist.py:tiny', '--workdir', str(tmp_path),
+            f'--config.data_dir={data_dir}', '--config.progress_bar=false']
+  run = lambda script, *args: subprocess.run([sys.executable, script, *args], cwd=ROOT,
+                                             env=env, capture_output=True, text=True)
+  out = run('train.py', *common)
+  assert out.returncode == 0, out.stderr[-2000:]
+  out = run('evaluate.py', *common)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert '| test |' in out.stdout
+  bad = run('train.py', *common, '--config.learnig_rate=0.1')
+  assert bad.returncode != 0 and 'learnig_rate' in bad.stderr
