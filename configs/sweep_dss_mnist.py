@@ -12,13 +12,13 @@ from configs import dss_v1_mnist
 
 def get_config(arg=None):
   config = dss_v1_mnist.get_config(arg)
-  config.sweep = dict(
-      **{'model.base': [2, 3]},
-      **{'model.channels': [(16, 32, 48), (32, 64, 96)]},
-      learning_rate=[0.003, 0.01],
-      **{'model.interaction': [1, 2, 3]},
-      **{'model.num_scales': [2, 3, 4]},
+  config.sweep = (
+      ('model.base', (2, 3)),
+      ('model.channels', ((16, 32, 48), (32, 64, 96))),
+      ('learning_rate', (0.003, 0.01)),
+      ('model.interaction', (1, 2, 3)),
+      ('model.num_scales', (2, 3, 4)),
   )
   if arg == 'tiny':
-    config.sweep = {'model.interaction': [1, 2], 'learning_rate': [0.01]}
+    config.sweep = (('model.interaction', (1, 2)), ('learning_rate', (0.01,)))
   return config

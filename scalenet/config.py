@@ -53,14 +53,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_num_images = 1000  # Test images for the equivariance error.
   c.eval_scale_factors = (1 / 3, 1 / 2.5, 1 / 2, 1 / 1.5, 1 / 1.1, 1.0, 1.1, 1.5, 2.0)
   c.eval_checkpoint_step = ml_collections.config_dict.placeholder(int)  # None: the latest.
-  # Sweeps: {'dotted.key': [values, ...]}; only used by sweep.py.
-  c.sweep = ml_collections.ConfigDict()
+  # Sweeps: (('dotted.key', (values, ...)), ...); only used by sweep.py.
+  c.sweep = ()
   return c
 
 
 def _keys(cfg, prefix=''):
   for k, v in cfg.items():
-    if isinstance(v, ml_collections.ConfigDict) and k not in ('model', 'sweep'):
+    if isinstance(v, ml_collections.ConfigDict) and k != 'model':
       yield from _keys(v, f'{prefix}{k}.')
     else:
       yield prefix + k

@@ -197,3 +197,27 @@ def test_command_line_entry_points(tmp_path, data_dir):
   assert '| test |' in out.stdout
   bad = run('train.py', *common, '--config.learnig_rate=0.1')
   assert bad.returncode != 0 and 'learnig_rate' in bad.stderr
+
+
+def test_sweep_runs_every_point_resumes_and_plots(tmp_path, data_dir, monkeypatch):
+  from scalenet import sweep
+  from configs import sweep_dss_mnist
+  config = sweep_dss_mnist.get_config('tiny')
+  config.data_dir, config.progress_bar = data_dir, False
+  config.halt_after_steps = 2
+  calls = []
+  real_train = train.train_and_evaluate
+  monkeypatch.setattr(train, 'train_and_evaluate',
+                      lambda c, wd: calls.append(wd) or real_train(c, wd))
+  done = sweep.run_sweep(config, str(tmp_path))
+  assert set(done) == {'model.interaction', 'learning_rate'}
+  assert set(done['model.interaction']) == {'1', '2'}
+  assert done['model.interaction']['2']['model']['interaction'] == 2
+  assert (tmp_path / 'plots' / 'model_interaction_accuracy.png').stat().st_size > 0
+  assert len(calls) == 3
+  sweep.run_sweep(config, str(tmp_path))  # everything evaluated: nothing retrains
+  assert len(calls) == 3
+  with config.unlocked():
+    config.sweep = (('model.interactoin', (1,)),)
+  with pytest.raises(ValueError, match='interactoin'):
+    sweep.run_sweep(config, str(tmp_path))

@@ -1,0 +1,84 @@
+"""Hyperparameter sweeps: one axis at a time around a base config.
+
+config.sweep = (('model.base', (2, 3)), ('learning_rate', (0.003, 0.01))) runs
+every value of every key (the others at their base values), each in
+<workdir>/<key>=<value>/, trains and evaluates it, then draws one plot per
+key: accuracy and equivariance error against the scale factor, a line per
+value. Points already evaluated are skipped, and unfinished ones resume from
+their checkpoints, so an interrupted sweep continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+from scalenet import evaluate, models, plots, train
+
+
+def point_name(key: str, value) -> str:
+  text = str(value).replace(' ', '').replace('(', '').replace(')', '').replace(',', '-')
+  return f'{key}={text}'
+
+
+def _set(config, dotted: str, value):
+  """Sets config[dotted]; model.* keys may be any argument the model takes."""
+  *parents, leaf = dotted.split('.')
+  node = config
+  for p in parents:
+    node = node[p]
+  known = set(node.keys())
+  if parents == ['model']:
+    known |= models.model_kwargs(config.model_name)
+  if leaf not in known:
+    raise ValueError(f"config.sweep key '{dotted}' is not a key of the config "
+                     f"(or an argument of model {config.model_name!r}); known: {sorted(known)}.")
+  node[leaf] = value
+
+
+def sweep_points(config):
+  """[(key, value, config)] for every point of the sweep."""
+  if not config.sweep:
+    raise ValueError('config.sweep is empty: nothing to sweep.')
+  points = []
+  for key, values in config.sweep:
+    for value in values:
+      point = copy.deepcopy(config)
+      with point.unlocked():
+        point.sweep = ()
+        _set(point, key, value)
+      points.append((key, value, point))
+  return points
+
+
+def run_sweep(config, workdir: str) -> dict:
+  """Runs (or resumes) every point; returns {key: {value: results}}."""
+  points = sweep_points(config)  # validates every key before any training
+  done = {}
+  for i, (key, value, point) in enumerate(points):
+    wd = os.path.join(workdir, point_name(key, value))
+    results_path = os.path.join(wd, 'eval', 'results.json')
+    print(f'[{i + 1}/{len(points)}] {key}={value} -> {wd}')
+    if os.path.exists(results_path):
+      with open(results_path) as f:
+        results = json.load(f)
+    else:
+      train.train_and_evaluate(point, wd)
+      results = evaluate.evaluate(point, wd)
+    done.setdefault(key, {})[str(value)] = results
+  plot_sweep(done, os.path.join(workdir, 'plots'))
+  return done
+
+
+def plot_sweep(done: dict, out_dir: str) -> None:
+  os.makedirs(out_dir, exist_ok=True)
+  for key, by_value in done.items():
+    safe = key.replace('.', '_')
+    plots.plot_curves({f'{key}={v}': r['accuracy_vs_scale'] for v, r in by_value.items()},
+                      ylabel='test accuracy', title=f'sweep over {key}: accuracy',
+                      path=os.path.join(out_dir, f'{safe}_accuracy.png'))
+    plots.plot_curves({f'{key}={v}': r['equivariance']['features'] for v, r in by_value.items()},
+                      ylabel='Delta(s) on features', logy=True,
+                      title=f'sweep over {key}: equivariance error',
+                      path=os.path.join(out_dir, f'{safe}_equivariance.png'))
