@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from scalenet import _checks
 
 IMPLS = ('loop', 'grouped', 'im2col')
-# 'loop' measured fastest on CPU (benchmarks/ops_bench.py; see README).
+# Measured on CPU (benchmarks/README.md), DSS-sized layer fwd+bwd: loop 161 ms,
+# im2col 365 ms, grouped 89 s (XLA:CPU grouped convs with big sparse kernels).
 DEFAULT_IMPL = 'loop'
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
