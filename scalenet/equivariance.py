@@ -1,6 +1,10 @@
 """Equivariance error: how far fn commutes with the rescale operator.
 
-  Delta(s) = mean_images ||fn(L_s x) - L'_s fn(x)||^2 / ||L'_s fn(x)||^2
+  Delta(s) = ||fn(L_s x) - L'_s fn(x)||^2 / ||L'_s fn(x)||^2
+
+with both norms taken over the whole batch of images (a ratio of sums, not a
+mean of per-image ratios: an image whose reference features are all but zero,
+e.g. dead ReLUs after a coarse rescale, would otherwise dominate the mean).
 
 One definition for every model and layer; L'_s is the output transform
 (identity for vectors = invariance error, spatial rescale for feature maps,
@@ -25,6 +29,22 @@ from scalenet import transforms
 _TINY = 1e-30
 
 
+def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
+                       *, out_transform=None) -> tuple[jax.Array, jax.Array]:
+  """(||fn(L_s x) - L'_s fn(x)||^2, ||L'_s fn(x)||^2) summed over the batch.
+
+  Summable over chunks of a data set; Delta(s) is their ratio. Arguments as
+  for `equivariance_error`.
+  """
+  y = fn(x)
+  lhs = fn(transforms.rescale(x, factor))
+  if out_transform is None:
+    out_transform = transforms.default_out_transform(y)
+  a, b = out_transform(lhs, y, factor)
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  return jnp.sum((a - b) ** 2), jnp.sum(b ** 2)
+
+
 def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
                        *, out_transform=None) -> jax.Array:
   """Normalised equivariance error of `fn` under rescaling by `factor`.
@@ -38,18 +58,10 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
       for [B, D] outputs and `transforms.spatial_transform` for [B, H, W, C].
 
   Returns:
-    Scalar float32: the mean over images of the relative squared error.
+    Scalar float32: the relative squared error over the batch.
   """
-  y = fn(x)
-  lhs = fn(transforms.rescale(x, factor))
-  if out_transform is None:
-    out_transform = transforms.default_out_transform(y)
-  a, b = out_transform(lhs, y, factor)
-  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  axes = tuple(range(1, b.ndim))
-  num = jnp.sum((a - b) ** 2, axis=axes)
-  den = jnp.sum(b ** 2, axis=axes)
-  return jnp.mean(num / jnp.maximum(den, _TINY))
+  num, den = equivariance_terms(fn, x, factor, out_transform=out_transform)
+  return num / jnp.maximum(den, _TINY)
 
 
 def equivariance_curve(fn, x, factors: Iterable[float], *, out_transform=None

@@ -25,12 +25,12 @@ def _factor_key(f: float) -> str:
 
 
 def batched_equivariance_error(fn, images: np.ndarray, factor: float, batch: int) -> float:
-  """Delta(s) over many images, in chunks (the mean of per-image ratios)."""
-  total = 0.0
+  """Delta(s) over many images, in chunks (sums of squares accumulated, then divided)."""
+  num = den = 0.0
   for i in range(0, len(images), batch):
-    chunk = images[i:i + batch]
-    total += float(equivariance.equivariance_error(fn, chunk, factor)) * len(chunk)
-  return total / len(images)
+    n, d = equivariance.equivariance_terms(fn, images[i:i + batch], factor)
+    num, den = num + float(n), den + float(d)
+  return num / max(den, equivariance._TINY)
 
 
 def accuracy_vs_scale(config, eval_def, state, datasets, mesh) -> dict:

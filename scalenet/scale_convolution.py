@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from scalenet import _checks
 
-IMPLS = ('loop', 'grouped', 'im2col')
+IMPLS = ('loop', 'stacked', 'grouped', 'im2col')
 # Measured on CPU (benchmarks/README.md), DSS-sized layer fwd+bwd: loop 161 ms,
 # im2col 365 ms, grouped 89 s (XLA:CPU grouped convs with big sparse kernels).
 DEFAULT_IMPL = 'loop'
@@ -58,8 +58,20 @@ def _conv_level(x, kernel, stride, dilation):
       dimension_numbers=_DN)
 
 
-def _scale_conv_loop(xs, kernel, dils, stride):
-  """One conv per level (interaction folded into the input channels)."""
+def _scale_conv_loop(x, kernel, dils, stride):
+  """One conv per (output level, interaction) pair, summed: no stacked copy.
+
+  x [B, S, H, W, Cin], kernel [I, kh, kw, Cin, Cout] (not folded).
+  """
+  num_scales, interaction = x.shape[1], kernel.shape[0]
+  return jnp.stack([
+      sum(_conv_level(x[:, s + i], kernel[i], stride, d)
+          for i in range(min(interaction, num_scales - s)))
+      for s, d in enumerate(dils)], axis=1)
+
+
+def _scale_conv_stacked(xs, kernel, dils, stride):
+  """One conv per level, the interaction levels stacked into the input channels."""
   return jnp.stack([_conv_level(xs[:, s], kernel, stride, d)
                     for s, d in enumerate(dils)], axis=1)
 
@@ -116,9 +128,11 @@ def scale_conv(x: jax.Array, kernel: jax.Array, *, base=2, stride: int = 1,
     base: positive integer; level s uses dilation base**s exactly.
     stride: spatial stride, the same at every level.
     padding: only 'SAME' (zero padding), so all levels keep one spatial size.
-    impl: 'loop' (one conv per level), 'grouped' (one grouped conv with
-      dilated kernels embedded in a common grid) or 'im2col' (gather + one
-      matmul). All give the same result; they differ in speed.
+    impl: 'loop' (one conv per level and interaction offset, summed),
+      'stacked' (one conv per level over the I stacked input levels),
+      'grouped' (one grouped conv with dilated kernels embedded in a common
+      grid) or 'im2col' (gather + one matmul). All give the same result;
+      they differ in speed.
 
   Returns:
     [B, S, ceil(H/stride), ceil(W/stride), Cout].
@@ -145,11 +159,13 @@ def scale_conv(x: jax.Array, kernel: jax.Array, *, base=2, stride: int = 1,
   stride = _checks.positive_int(stride, 'stride')
   dils = dilations(num_scales, base)
   kh, kw, _, cout = kernel.shape[1:]
+  if impl == 'loop':
+    return _scale_conv_loop(x, kernel.astype(x.dtype), dils, stride)
   xs = _interaction_stack(x, interaction)
   # [I, kh, kw, Cin, Cout] -> [kh, kw, I*Cin, Cout], matching _interaction_stack.
   flat = jnp.moveaxis(kernel, 0, 2).reshape(kh, kw, interaction * cin, cout)
   flat = flat.astype(x.dtype)
-  fn = {'loop': _scale_conv_loop, 'grouped': _scale_conv_grouped,
+  fn = {'stacked': _scale_conv_stacked, 'grouped': _scale_conv_grouped,
         'im2col': _scale_conv_im2col}[impl]
   return fn(xs, flat, dils, stride)
 

@@ -203,7 +203,7 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
         writer.write(step, last, 'train/')
         bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.3f}")
         pending, t0 = [], time.perf_counter()
-      checkpoint.save(mngr, step, state, force=step == total_steps)
+      checkpoint.save(mngr, step, state, force=step == end)  # halts save too
       epoch, rest = divmod(step, steps_per_epoch)
       if 'validation' in datasets.eval and not rest and epoch % config.eval_every_epochs == 0:
         val = evaluate_split(eval_def, state, datasets.eval['validation'],

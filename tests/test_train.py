@@ -70,13 +70,27 @@ def test_end_to_end_train_then_evaluate(tmp_path, data_dir, datasets, num_device
   assert set(res['accuracy_vs_scale']) >= {'1.0000', '0.5000', '2.0000'}
 
 
-def test_resume_reaches_the_same_parameters(tmp_path, data_dir, datasets):
-  """Killed mid-epoch after step 7 (last checkpoint at 6), then restarted."""
+def test_resume_reaches_the_same_parameters(tmp_path, data_dir, datasets, monkeypatch):
+  """Crashed mid-epoch in step 8 (last checkpoint at 6), restarted; then a
+  graceful halt after step 13 (saved there), restarted again."""
   config = _config(data_dir, halt_after_steps=None, num_epochs=2, checkpoint_every_steps=3)
   train.train_and_evaluate(config, str(tmp_path / 'straight'), datasets)
-  killed = _config(data_dir, halt_after_steps=7, num_epochs=2, checkpoint_every_steps=3)
-  train.train_and_evaluate(killed, str(tmp_path / 'resumed'), datasets)
+  real_step, calls = train.train_step, []
+
+  def crashing_step(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 8:
+      raise KeyboardInterrupt('simulated kill')
+    return real_step(*args, **kwargs)
+
+  monkeypatch.setattr(train, 'train_step', crashing_step)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'), datasets)
+  monkeypatch.setattr(train, 'train_step', real_step)
   assert checkpoint.manager(str(tmp_path / 'resumed'), read_only=True).latest_step() == 6
+  halted = _config(data_dir, halt_after_steps=13, num_epochs=2, checkpoint_every_steps=3)
+  assert train.train_and_evaluate(halted, str(tmp_path / 'resumed'), datasets)['step'] == 13
+  assert checkpoint.manager(str(tmp_path / 'resumed'), read_only=True).latest_step() == 13
   train.train_and_evaluate(config, str(tmp_path / 'resumed'), datasets)
   step_a, a = _final_params(str(tmp_path / 'straight'), config, datasets)
   step_b, b = _final_params(str(tmp_path / 'resumed'), config, datasets)

@@ -7,12 +7,24 @@ from flax import nnx
 
 from scalenet import layers
 
+# Running-statistics momentum of every BatchNorm: new = 0.9 * old + 0.1 * batch,
+# PyTorch's default (momentum=0.1 there), which the reference DSS/SESN code
+# uses. Flax's default 0.99 keeps 0.99**230 = 10% of the initial variance after
+# the 230 steps of a short run: eval-mode accuracy then collapses to chance
+# while train-mode accuracy is ~97% (measured on the cnn, mnist_5k, 10 epochs).
+BN_MOMENTUM = 0.9
+
+
+def batch_norm(features: int, *, rngs: nnx.Rngs, **kwargs) -> nnx.BatchNorm:
+  """nnx.BatchNorm with the project's momentum (see BN_MOMENTUM)."""
+  return nnx.BatchNorm(features, momentum=BN_MOMENTUM, rngs=rngs, **kwargs)
+
 
 class Head(nnx.Module):
   """Global spatial max pool then a dense layer: [B, H, W, C] -> logits [B, K]."""
 
   def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):
-    self.bn = nnx.BatchNorm(in_features, rngs=rngs)
+    self.bn = batch_norm(in_features, rngs=rngs)
     self.dense = nnx.Linear(in_features, num_classes, rngs=rngs)
 
   def __call__(self, features):
@@ -30,7 +42,7 @@ class Block(nnx.Module):
   def __init__(self, conv: nnx.Module, features: int, *, pool: bool,
                pool_padding: str = 'VALID', rngs: nnx.Rngs):
     self.conv = conv
-    self.bn = nnx.BatchNorm(features, rngs=rngs)
+    self.bn = batch_norm(features, rngs=rngs)
     self.pool, self.pool_padding = pool, pool_padding
 
   def __call__(self, x):

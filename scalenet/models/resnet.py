@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import _checks, layers, scale_convolution, scale_space
+from scalenet.models import common
 
 
 def _pointwise(cin, cout, rngs, stride=1):
@@ -23,16 +24,16 @@ class Bottleneck(nnx.Module):
   def __init__(self, cin: int, width: int, *, stride: int, base: int, interaction: int,
                rngs: nnx.Rngs):
     cout = 4 * width
-    self.conv1, self.bn1 = _pointwise(cin, width, rngs), nnx.BatchNorm(width, rngs=rngs)
+    self.conv1, self.bn1 = _pointwise(cin, width, rngs), common.batch_norm(width, rngs=rngs)
     self.conv2 = layers.ScaleConv(width, width, interaction=interaction, base=base,
                                   stride=stride, use_bias=False, rngs=rngs)
-    self.bn2 = nnx.BatchNorm(width, rngs=rngs)
+    self.bn2 = common.batch_norm(width, rngs=rngs)
     self.conv3 = _pointwise(width, cout, rngs)
     # Zero-init the last BN scale: each block starts as the identity.
-    self.bn3 = nnx.BatchNorm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
+    self.bn3 = common.batch_norm(cout, scale_init=nnx.initializers.zeros, rngs=rngs)
     needs_proj = stride != 1 or cin != cout
     self.proj = _pointwise(cin, cout, rngs, stride) if needs_proj else None
-    self.proj_bn = nnx.BatchNorm(cout, rngs=rngs) if needs_proj else None
+    self.proj_bn = common.batch_norm(cout, rngs=rngs) if needs_proj else None
 
   def __call__(self, x):
     y = nnx.relu(self.bn1(self.conv1(x)))
@@ -62,7 +63,7 @@ class ResNetScale(nnx.Module):
     self.zero_scale = zero_scale
     self.stem = layers.ScaleConv(in_channels, width, interaction=interaction, base=self.base,
                                  use_bias=False, rngs=rngs)
-    self.stem_bn = nnx.BatchNorm(width, rngs=rngs)
+    self.stem_bn = common.batch_norm(width, rngs=rngs)
     blocks, cin = [], width
     for i, n in enumerate(stage_sizes):
       for j in range(n):

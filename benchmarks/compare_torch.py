@@ -1,0 +1,358 @@
+"""scalenet vs PyTorch on the same shapes, same machine, same run; prints ratios.
+
+  python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -r benchmarks/requirements.txt
+  .venv-bench/bin/python benchmarks/compare_torch.py [--repeats 20] [--device cpu|gpu]
+
+(a) deform_conv vs torchvision.ops.deform_conv2d (v1 and v2), forward and
+    forward+backward (gradients w.r.t. input and weight), outputs compared;
+(b) scale_conv vs a PyTorch loop of dilated F.conv2d calls, one per level, as
+    the DSS reference code does it, outputs compared;
+(c) one DSS v1 and one SESN training step (forward, backward, Adam) vs the
+    same architecture written in PyTorch below, weights copied from the Flax
+    model and logits compared first.
+
+PyTorch is a benchmark-only dependency (benchmarks/requirements.txt): without
+it the script says how to install it and exits 0. Medians of `repeats` runs
+after warm-up; ratio = torch ms / scalenet ms (> 1: scalenet faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from benchmarks._timing import environment, fwd_bwd, time_fn
+from scalenet import bases, deform, models, scale_convolution, scale_space, train
+
+try:
+  import torch
+  import torch.nn.functional as F
+  import torchvision
+except ImportError as e:  # pragma: no cover - depends on the benchmark venv
+  torch = None
+  _IMPORT_ERROR = e
+
+INSTALL = ('python3.11 -m venv .venv-bench && '
+           '.venv-bench/bin/pip install -r benchmarks/requirements.txt')
+
+
+# ----------------------------------------------------------------- timing
+
+def time_torch(fn, repeats: int, warmup: int = 2, sync=None) -> float:
+  """Median wall time in ms of fn() (a closure doing the whole computation)."""
+  for _ in range(warmup):
+    fn()
+  if sync:
+    sync()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    if sync:
+      sync()
+    times.append((time.perf_counter() - t0) * 1e3)
+  return float(np.median(times))
+
+
+def _row(name, jax_ms, torch_ms, extra=''):
+  print(f'{name:<40}{jax_ms:>11.2f}{torch_ms:>11.2f}{torch_ms / jax_ms:>8.2f}x  {extra}',
+        flush=True)
+
+
+def _t(a, device):
+  return torch.from_numpy(np.array(a, np.float32)).to(device)
+
+
+# ------------------------------------------------------------ (a) deform
+
+def bench_deform(args, device):
+  rng = np.random.default_rng(0)
+  b, h, w, cin, cout = 32, 28, 28, 32, 32
+  x = rng.standard_normal((b, h, w, cin), np.float32)
+  k = rng.standard_normal((3, 3, cin, cout), np.float32) * 0.05
+  off = rng.standard_normal((b, h, w, 9, 2), np.float32)
+  mask = 1 / (1 + np.exp(-rng.standard_normal((b, h, w, 9), np.float32)))
+  # torchvision layouts: NCHW input, OIHW weight, offsets [B, 2K, H, W] with
+  # (dy, dx) interleaved per tap, mask [B, K, H, W].
+  xt = _t(x.transpose(0, 3, 1, 2), device).requires_grad_(True)
+  kt = _t(k.transpose(3, 2, 0, 1), device).requires_grad_(True)
+  offt = _t(off.reshape(b, h, w, 18).transpose(0, 3, 1, 2), device)
+  maskt = _t(mask.transpose(0, 3, 1, 2), device)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  for version, m, mt in (('v1', None, None), ('v2', mask, maskt)):
+    for impl in deform.IMPLS:
+      f = lambda x, k, impl=impl, m=m: deform.deform_conv(
+          x, jnp.asarray(off), k, mask=None if m is None else jnp.asarray(m), padding=1,
+          impl=impl)
+      ours = np.asarray(jax.jit(f)(x, k)).transpose(0, 3, 1, 2)
+      with torch.no_grad():
+        ref = torchvision.ops.deform_conv2d(xt, offt, kt, padding=1, mask=mt).cpu().numpy()
+      err = float(np.max(np.abs(ours - ref)))
+      fw = time_fn(f, x, k, repeats=args.repeats)['median_ms']
+      bw = time_fn(fwd_bwd(f), x, k, repeats=args.repeats)['median_ms']
+
+      def t_fwd():
+        with torch.no_grad():
+          torchvision.ops.deform_conv2d(xt, offt, kt, padding=1, mask=mt)
+
+      def t_bwd():
+        y = torchvision.ops.deform_conv2d(xt, offt, kt, padding=1, mask=mt)
+        (y ** 2).sum().backward()
+        xt.grad = kt.grad = None
+
+      _row(f'deform_conv_{version}[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
+           f'max |diff| {err:.1e}')
+      _row(f'deform_conv_{version}[{impl}] fwd+bwd', bw,
+           time_torch(t_bwd, args.repeats, sync=sync))
+
+
+# -------------------------------------------------------- (b) scale conv
+
+def torch_scale_conv(x, weight, bias, base: int):
+  """x [B, C, S, H, W], weight [I, kh, kw, Cin, Cout] (Flax layout): the DSS loop.
+
+  Output level s = sum over i < I, s+i < S of conv2d(x[:, :, s+i], w[i],
+  dilation base**s), 'SAME' zero padding for odd kernels.
+  """
+  n_int, kh = weight.shape[0], weight.shape[1]
+  num_scales = x.shape[2]
+  w = weight.permute(0, 4, 3, 1, 2)  # [I, Cout, Cin, kh, kw]
+  out = []
+  for s in range(num_scales):
+    d = base ** s
+    y = None
+    for i in range(min(n_int, num_scales - s)):
+      z = F.conv2d(x[:, :, s + i], w[i], dilation=d, padding=d * (kh // 2))
+      y = z if y is None else y + z
+    out.append(y if bias is None else y + bias[:, None, None])
+  return torch.stack(out, 2)
+
+
+def bench_scale_conv(args, device):
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 4, 28, 28, 32), np.float32)
+  k = rng.standard_normal((2, 3, 3, 32, 32), np.float32) * 0.05
+  xt = _t(x.transpose(0, 4, 1, 2, 3), device).requires_grad_(True)
+  kt = _t(k, device).requires_grad_(True)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  with torch.no_grad():
+    ref = torch_scale_conv(xt, kt, None, 2).cpu().numpy().transpose(0, 2, 3, 4, 1)
+  for impl in ('loop', 'im2col'):
+    f = lambda x, k, impl=impl: scale_convolution.scale_conv(x, k, base=2, impl=impl)
+    err = float(np.max(np.abs(np.asarray(jax.jit(f)(x, k)) - ref)))
+    fw = time_fn(f, x, k, repeats=args.repeats)['median_ms']
+    bw = time_fn(fwd_bwd(f), x, k, repeats=args.repeats)['median_ms']
+
+    def t_fwd():
+      with torch.no_grad():
+        torch_scale_conv(xt, kt, None, 2)
+
+    def t_bwd():
+      (torch_scale_conv(xt, kt, None, 2) ** 2).sum().backward()
+      xt.grad = kt.grad = None
+
+    _row(f'scale_conv[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
+         f'max |diff| {err:.1e}')
+    _row(f'scale_conv[{impl}] fwd+bwd', bw, time_torch(t_bwd, args.repeats, sync=sync))
+
+
+# ------------------------------------------------ (c) full training steps
+
+class TorchHead(torch.nn.Module if torch else object):
+  def __init__(self, c, k):
+    super().__init__()
+    self.bn, self.dense = torch.nn.BatchNorm1d(c), torch.nn.Linear(c, k)
+
+  def forward(self, f):  # f [B, C, H, W]
+    return self.dense(self.bn(f.amax(dim=(2, 3))))
+
+
+class TorchDSS(torch.nn.Module if torch else object):
+  """DSS v1 as scalenet builds it: lift, (scale conv, relu, BN, pool) x3, mean, head."""
+
+  def __init__(self, channels=(32, 64, 96), num_scales=4, base=2, interaction=2,
+               zero_scale=0.5, pools=2):
+    super().__init__()
+    kern = scale_space._stacked_kernels(
+        scale_space.level_variances(num_scales, base, zero_scale))  # [S, k]
+    self.register_buffer('lift_k', torch.from_numpy(np.asarray(kern, np.float32)))
+    self.base, self.pools = base, pools
+    widths = (1, *channels)
+    self.weights = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.zeros(interaction, 3, 3, widths[i], widths[i + 1]))
+         for i in range(len(channels))])
+    self.biases = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.zeros(c)) for c in channels])
+    self.bns = torch.nn.ModuleList([torch.nn.BatchNorm3d(c) for c in channels])
+    self.head = TorchHead(channels[-1], 10)
+
+  def lift(self, x):  # [B, 1, H, W] -> [B, 1, S, H, W]
+    s, k = self.lift_k.shape
+    y = F.conv2d(x, self.lift_k.reshape(s, 1, k, 1), padding=(k // 2, 0))
+    y = F.conv2d(y, self.lift_k.reshape(s, 1, 1, k), padding=(0, k // 2), groups=s)
+    return y[:, None]
+
+  def forward(self, x):
+    z = self.lift(x)
+    for i, (w, b, bn) in enumerate(zip(self.weights, self.biases, self.bns)):
+      z = bn(F.relu(torch_scale_conv(z, w, b, self.base)))
+      if i < self.pools:
+        z = F.max_pool3d(z, (1, 2, 2))
+    return self.head(z.mean(2))
+
+
+class TorchSESN(torch.nn.Module if torch else object):
+  """SESN as scalenet builds it: Hermite basis lift + group convs, max over scales, head."""
+
+  def __init__(self, channels=(32, 63, 95), scales=(1.0, 1.26, 1.59, 2.0), kernel_size=7,
+               basis_order=4, interaction=2, pools=2):
+    super().__init__()
+    basis = bases.hermite_gaussian_basis(kernel_size, scales, basis_order)  # [F, S, k, k]
+    self.register_buffer('basis', torch.from_numpy(np.asarray(basis, np.float32)))
+    self.interaction, self.pools = interaction, pools
+    widths = (1, *channels)
+    nf = basis.shape[0]
+    self.weights = torch.nn.ParameterList([
+        torch.nn.Parameter(torch.zeros(1 if i == 0 else interaction, widths[i], widths[i + 1], nf))
+        for i in range(len(channels))])
+    self.biases = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(c)) for c in channels])
+    self.bns = torch.nn.ModuleList([torch.nn.BatchNorm3d(c) for c in channels])
+    self.head = TorchHead(channels[-1], 10)
+
+  def kernels(self, w):  # w [I, Cin, Cout, F] -> [S, Cout, I*Cin, k, k]
+    w = w.reshape(-1, *w.shape[2:])
+    return torch.einsum('iof,fsyx->soiyx', w, self.basis)
+
+  def conv(self, z, w, b, lift):
+    kern = self.kernels(w)
+    s, cout, cin, k = kern.shape[0], kern.shape[1], kern.shape[2], kern.shape[-1]
+    flat = kern.reshape(s * cout, cin, k, k)
+    if lift:  # z [B, Cin, H, W]
+      y = F.conv2d(z, flat, padding=k // 2)
+    else:  # z [B, C, S, H, W]: level s reads levels s..s+I-1, zeros past the top
+      bsz, c, _, h, wd = z.shape
+      padded = F.pad(z, (0, 0, 0, 0, 0, self.interaction - 1))
+      stack = torch.stack([padded[:, :, i:i + s] for i in range(self.interaction)], 1)
+      grouped = stack.permute(0, 3, 1, 2, 4, 5).reshape(bsz, s * self.interaction * c, h, wd)
+      y = F.conv2d(grouped, flat, padding=k // 2, groups=s)
+    y = y.reshape(y.shape[0], s, cout, *y.shape[2:]).permute(0, 2, 1, 3, 4)
+    return y + b[None, :, None, None, None]
+
+  def forward(self, x):
+    z = x
+    for i, (w, b, bn) in enumerate(zip(self.weights, self.biases, self.bns)):
+      z = bn(F.relu(self.conv(z, w, b, lift=i == 0)))
+      if i < self.pools:
+        z = F.max_pool3d(z, (1, 2, 2))
+    return self.head(z.amax(2))
+
+
+def copy_weights(flax_model, torch_model, conv_key):
+  """Flax NNX state -> the torch twin (same layouts by construction)."""
+  st = nnx.to_pure_dict(nnx.state(flax_model))
+  with torch.no_grad():
+    for i, blk in st['blocks'].items():
+      torch_model.weights[i].copy_(torch.from_numpy(np.asarray(blk['conv'][conv_key])))
+      torch_model.biases[i].copy_(torch.from_numpy(np.asarray(blk['conv']['bias'])))
+      torch_model.bns[i].weight.copy_(torch.from_numpy(np.asarray(blk['bn']['scale'])))
+      torch_model.bns[i].bias.copy_(torch.from_numpy(np.asarray(blk['bn']['bias'])))
+    head = st['head']
+    torch_model.head.bn.weight.copy_(torch.from_numpy(np.asarray(head['bn']['scale'])))
+    torch_model.head.bn.bias.copy_(torch.from_numpy(np.asarray(head['bn']['bias'])))
+    torch_model.head.dense.weight.copy_(torch.from_numpy(np.asarray(head['dense']['kernel']).T))
+    torch_model.head.dense.bias.copy_(torch.from_numpy(np.asarray(head['dense']['bias'])))
+
+
+def jax_step_ms(model, x, y, repeats):
+  opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+  model.train()
+  graphdef, state = nnx.split((model, opt))
+  data = {'image': jnp.asarray(x), 'label': jnp.asarray(y)}
+  state, m = train.train_step(graphdef, state, data, 0.0)
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(repeats + 1):
+    t0 = time.perf_counter()
+    state, m = train.train_step(graphdef, state, data, 0.0)
+    jax.block_until_ready(m)
+    times.append((time.perf_counter() - t0) * 1e3)
+  return float(np.median(times[1:]))
+
+
+def bench_models(args, device):
+  rng = np.random.default_rng(0)
+  x = rng.uniform(size=(args.batch, 28, 28, 1)).astype(np.float32)
+  y = rng.integers(0, 10, args.batch).astype(np.int32)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  for name, twin, key in (('dss_v1', TorchDSS, 'kernel'), ('sesn', TorchSESN, 'weight')):
+    model = models.get_model(name, rngs=nnx.Rngs(0))
+    tm = twin().to(device)
+    copy_weights(model, tm, key)
+    n_t = sum(p.numel() for p in tm.parameters())
+    model.train()
+    ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x)))
+    tm.train()
+    xt = _t(x.transpose(0, 3, 1, 2), device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+    with torch.no_grad():
+      ref = tm(xt).cpu().numpy()
+    err = float(np.max(np.abs(ours - ref)))
+    opt = torch.optim.Adam(tm.parameters(), 1e-3)
+
+    def t_step():
+      opt.zero_grad(set_to_none=True)
+      F.cross_entropy(tm(xt), yt).backward()
+      opt.step()
+
+    torch_ms = time_torch(t_step, args.model_repeats, sync=sync)
+    jax_ms = jax_step_ms(models.get_model(name, rngs=nnx.Rngs(0)), x, y, args.model_repeats)
+    _row(f'{name} train step (batch {args.batch})', jax_ms, torch_ms,
+         f'params {models.count_params(model):,} / {n_t:,}, logits max |diff| {err:.1e}')
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--repeats', type=int, default=20)
+  parser.add_argument('--model-repeats', type=int, default=5)
+  parser.add_argument('--batch', type=int, default=128)
+  parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
+  parser.add_argument('--only', default='deform,scale_conv,models')
+  args = parser.parse_args()
+  if torch is None:
+    print(f'PyTorch/torchvision not installed ({_IMPORT_ERROR}); this benchmark needs them:\n'
+          f'  {INSTALL}\nSkipped.')
+    return
+  if args.device == 'gpu':
+    if jax.default_backend() != 'gpu' or not torch.cuda.is_available():
+      sys.exit(f'--device gpu: JAX backend is {jax.default_backend()!r}, torch CUDA '
+               f'available: {torch.cuda.is_available()}; both must see the GPU.')
+    device = torch.device('cuda')
+  else:
+    jax.config.update('jax_platforms', 'cpu')
+    device = torch.device('cpu')
+    torch.set_num_threads(os.cpu_count() or 1)
+  print(environment())
+  print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
+        f'{torch.get_num_threads()} threads, device {device}')
+  print(f'{"op":<40}{"jax ms":>11}{"torch ms":>11}{"ratio":>9}')
+  only = args.only.split(',')
+  if 'deform' in only:
+    bench_deform(args, device)
+  if 'scale_conv' in only:
+    bench_scale_conv(args, device)
+  if 'models' in only:
+    bench_models(args, device)
+
+
+if __name__ == '__main__':
+  main()
