@@ -1,10 +1,11 @@
 """Equivariance error: how far fn commutes with the rescale operator.
 
-  Delta(s) = ||fn(L_s x) - L'_s fn(x)||^2 / ||L'_s fn(x)||^2
+  Delta(s) = mean_images ||fn(L_s x) - L'_s fn(x)||^2 / ||L'_s fn(x)||^2
 
-with both norms taken over the whole batch of images (a ratio of sums, not a
-mean of per-image ratios: an image whose reference features are all but zero,
-e.g. dead ReLUs after a coarse rescale, would otherwise dominate the mean).
+(reduction='mean', the default). reduction='pooled' takes both norms over the
+whole batch instead (a ratio of sums): robust to an image whose reference
+features are all but zero (e.g. dead units of an untrained net after a coarse
+rescale), which makes its own ratio, and so the mean, explode.
 
 One definition for every model and layer; L'_s is the output transform
 (identity for vectors = invariance error, spatial rescale for feature maps,
@@ -27,13 +28,14 @@ from scalenet import transforms
 
 # Floor on ||L'_s fn(x)||^2, so an all-zero reference gives a finite error.
 _TINY = 1e-30
+REDUCTIONS = ('mean', 'pooled')
 
 
 def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
                        *, out_transform=None) -> tuple[jax.Array, jax.Array]:
-  """(||fn(L_s x) - L'_s fn(x)||^2, ||L'_s fn(x)||^2) summed over the batch.
+  """Per image: (||fn(L_s x) - L'_s fn(x)||^2, ||L'_s fn(x)||^2), two [B] arrays.
 
-  Summable over chunks of a data set; Delta(s) is their ratio. Arguments as
+  Concatenate over chunks of a data set, then `reduce_terms`. Arguments as
   for `equivariance_error`.
   """
   y = fn(x)
@@ -42,11 +44,21 @@ def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
     out_transform = transforms.default_out_transform(y)
   a, b = out_transform(lhs, y, factor)
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  return jnp.sum((a - b) ** 2), jnp.sum(b ** 2)
+  axes = tuple(range(1, b.ndim))
+  return jnp.sum((a - b) ** 2, axis=axes), jnp.sum(b ** 2, axis=axes)
+
+
+def reduce_terms(num, den, reduction: str = 'mean'):
+  """Delta from per-image terms: mean of ratios, or ratio of sums ('pooled')."""
+  if reduction == 'mean':
+    return jnp.mean(num / jnp.maximum(den, _TINY))
+  if reduction == 'pooled':
+    return jnp.sum(num) / jnp.maximum(jnp.sum(den), _TINY)
+  raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
 
 
 def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
-                       *, out_transform=None) -> jax.Array:
+                       *, out_transform=None, reduction: str = 'mean') -> jax.Array:
   """Normalised equivariance error of `fn` under rescaling by `factor`.
 
   Args:
@@ -56,12 +68,15 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
     out_transform: callable (lhs, y, factor) -> (lhs', L'_s y) where
       lhs = fn(L_s x) and y = fn(x). Default: `transforms.identity_transform`
       for [B, D] outputs and `transforms.spatial_transform` for [B, H, W, C].
+    reduction: 'mean' (of per-image ratios) or 'pooled' (ratio of batch sums).
 
   Returns:
-    Scalar float32: the relative squared error over the batch.
+    Scalar float32: the relative squared error.
   """
+  if reduction not in REDUCTIONS:
+    raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
   num, den = equivariance_terms(fn, x, factor, out_transform=out_transform)
-  return num / jnp.maximum(den, _TINY)
+  return reduce_terms(num, den, reduction)
 
 
 def equivariance_curve(fn, x, factors: Iterable[float], *, out_transform=None

@@ -24,13 +24,14 @@ def _factor_key(f: float) -> str:
   return f'{f:.4f}'
 
 
-def batched_equivariance_error(fn, images: np.ndarray, factor: float, batch: int) -> float:
-  """Delta(s) over many images, in chunks (sums of squares accumulated, then divided)."""
-  num = den = 0.0
-  for i in range(0, len(images), batch):
-    n, d = equivariance.equivariance_terms(fn, images[i:i + batch], factor)
-    num, den = num + float(n), den + float(d)
-  return num / max(den, equivariance._TINY)
+def batched_equivariance_error(fn, images: np.ndarray, factor: float, batch: int,
+                               reduction: str = 'mean') -> float:
+  """Delta(s) over many images, computed in chunks of `batch` (same value as one call)."""
+  terms = [equivariance.equivariance_terms(fn, images[i:i + batch], factor)
+           for i in range(0, len(images), batch)]
+  num = np.concatenate([np.asarray(t[0], np.float64) for t in terms])
+  den = np.concatenate([np.asarray(t[1], np.float64) for t in terms])
+  return float(equivariance.reduce_terms(num, den, reduction))
 
 
 def accuracy_vs_scale(config, eval_def, state, datasets, mesh) -> dict:

@@ -63,26 +63,33 @@ def test_curve_and_errors():
     equivariance_error(lambda x: x[:, None], x, 0.5)
 
 
-def test_error_is_ratio_of_batch_sums_and_chunking_agrees():
+@pytest.mark.parametrize('reduction', ['mean', 'pooled'])
+def test_error_matches_numpy_definition_and_chunking_agrees(reduction):
   from scalenet.evaluate import batched_equivariance_error
   x = jnp.concatenate([_smooth_images(), 0.3 * _smooth_images()[::-1]], axis=0)
   fn = lambda v: jnp.tanh(3 * v) ** 2
   # Independent computation in numpy, straight from the definition.
-  a = np.asarray(fn(transforms.rescale(x, 0.6)))
-  b = np.asarray(transforms.rescale(fn(x), 0.6))
-  want = np.sum((a - b) ** 2) / np.sum(b ** 2)
-  np.testing.assert_allclose(float(equivariance_error(fn, x, 0.6)), want, rtol=1e-5)
-  np.testing.assert_allclose(batched_equivariance_error(fn, np.asarray(x), 0.6, batch=3),
-                             want, rtol=1e-5)
+  a = np.asarray(fn(transforms.rescale(x, 0.6)), np.float64)
+  b = np.asarray(transforms.rescale(fn(x), 0.6), np.float64)
+  num, den = np.sum((a - b) ** 2, axis=(1, 2, 3)), np.sum(b ** 2, axis=(1, 2, 3))
+  want = np.mean(num / den) if reduction == 'mean' else num.sum() / den.sum()
+  assert not np.isclose(np.mean(num / den), num.sum() / den.sum(), rtol=1e-3)
+  got = float(equivariance_error(fn, x, 0.6, reduction=reduction))
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(
+      batched_equivariance_error(fn, np.asarray(x), 0.6, batch=3, reduction=reduction),
+      want, rtol=1e-5)
 
 
-def test_a_dead_image_does_not_blow_up_the_error():
-  # Image 1's reference output is exactly zero while its other side is not:
-  # a mean of per-image ratios would be ~1e27; the batch ratio stays bounded.
+def test_a_dead_image_blows_up_the_mean_but_not_the_pooled_error():
+  # Image 1's reference output is exactly zero while its other side is not.
   def out_transform(lhs, y, factor):
     ref = transforms.rescale(y, factor).at[1].set(0.0)
     return lhs.at[1].set(1e-3), ref
-  err = float(equivariance_error(lambda v: v, _smooth_images(), 0.5, out_transform=out_transform))
+  err = lambda r: float(equivariance_error(lambda v: v, _smooth_images(), 0.5,
+                                           out_transform=out_transform, reduction=r))
   ref0 = np.asarray(transforms.rescale(_smooth_images(), 0.5))[0]
-  want = 1e-6 * ref0.size / np.sum(ref0 ** 2)
-  np.testing.assert_allclose(err, want, rtol=1e-4)
+  np.testing.assert_allclose(err('pooled'), 1e-6 * ref0.size / np.sum(ref0 ** 2), rtol=1e-4)
+  assert err('mean') > 1e20
+  with pytest.raises(ValueError, match='reduction'):
+    err('median')
