@@ -24,7 +24,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--repeats', type=int, default=20)
   parser.add_argument('--slow-repeats', type=int, default=5,
-                      help="repeats for scale_conv[grouped], >10x slower on CPU")
+                      help="repeats for scale_conv[grouped], >100x slower on CPU")
+  parser.add_argument('--scale-conv-impls', default=','.join(scale_convolution.IMPLS),
+                      help='comma-separated scale_conv impls to time')
   args = parser.parse_args()
   keys = jax.random.split(jax.random.key(0), 6)
   print(environment())
@@ -32,7 +34,7 @@ def main():
 
   x = jax.random.normal(keys[0], (32, 4, 28, 28, 32))
   k = jax.random.normal(keys[1], (2, 3, 3, 32, 32)) * 0.05
-  for impl in scale_convolution.IMPLS:
+  for impl in args.scale_conv_impls.split(','):
     f = lambda x, k, impl=impl: scale_convolution.scale_conv(x, k, base=2, impl=impl)
     reps = args.slow_repeats if impl == 'grouped' else args.repeats
     fw = time_fn(f, x, k, repeats=reps)

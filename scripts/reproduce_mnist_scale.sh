@@ -4,7 +4,8 @@
 #   bash scripts/reproduce_mnist_scale.sh [--config.KEY=VALUE ...]
 #
 # Resumable: a run with eval/results.json is skipped, an interrupted run resumes
-# from its latest checkpoint. Extra arguments are config overrides passed to both
+# from its latest checkpoint, a trained run (marker file `trained`) is only
+# evaluated (delete eval/ to re-evaluate). Extra arguments are config overrides passed to both
 # train.py and evaluate.py, e.g. the full 70k protocol (needs the MNIST files):
 #   bash scripts/reproduce_mnist_scale.sh --config.data_source=download
 # Environment: MODELS, REALIZATIONS, ROOT (default workdirs/repro), OUT, PYTHON.
@@ -22,12 +23,16 @@ for r in $REALIZATIONS; do
     if [[ -f "$dir/eval/results.json" ]]; then
       echo "== $m r$r: done, skipped"; continue
     fi
-    echo "== $m r$r: training in $dir"
     mkdir -p "$dir"
-    start=$SECONDS
-    "$PYTHON" train.py --config "configs/${m}_mnist.py" --workdir "$dir" \
-        --config.realization="$r" --config.seed="$r" --config.progress_bar=false "$@"
-    echo $((SECONDS - start)) >> "$dir/train_seconds"   # summed over resumes
+    if [[ ! -f "$dir/trained" ]]; then
+      echo "== $m r$r: training in $dir"
+      start=$SECONDS
+      "$PYTHON" train.py --config "configs/${m}_mnist.py" --workdir "$dir" \
+          --config.realization="$r" --config.seed="$r" --config.progress_bar=false "$@"
+      echo $((SECONDS - start)) >> "$dir/train_seconds"   # summed over resumes
+      touch "$dir/trained"
+    fi
+    echo "== $m r$r: evaluating"
     "$PYTHON" evaluate.py --config "configs/${m}_mnist.py" --workdir "$dir" \
         --config.realization="$r" --config.seed="$r" "$@"
   done

@@ -35,3 +35,17 @@ def test_steerable_conv_matches_a_per_scale_per_level_reference(mode):
   if mode == 'max':
     want = want.max(axis=1)
   np.testing.assert_allclose(conv(x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('offset_scale', [1.0, 0.1])
+def test_deform_conv_layer_scales_its_offset_branch(offset_scale):
+  from scalenet import deform
+  layer = layers.DeformConv(3, 4, offset_scale=offset_scale, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(1)
+  layer.offset.kernel[...] = jnp.asarray(rng.standard_normal(layer.offset.kernel.shape), jnp.float32)
+  x = jnp.asarray(rng.standard_normal((2, 7, 7, 3)), jnp.float32)
+  branch = jax.lax.conv_general_dilated(x, layer.offset.kernel[...], (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  off = (branch + layer.offset.bias[...]).reshape(2, 7, 7, 9, 2) * offset_scale
+  want = deform.deform_conv(x, off, layer.kernel[...], padding=1) + layer.bias[...]
+  np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-5)

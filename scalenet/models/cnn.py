@@ -19,11 +19,13 @@ class CNN(nnx.Module):
     deformable: number of trailing convs replaced by deformable convs.
     modulated: deformable convs are DCN v2 (offsets + mask).
     offset_groups: offset groups of the deformable convs (divides channels).
+    offset_scale: multiplier of the offset branches' output (layers.OFFSET_SCALE).
   """
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
                channels=(32, 64, 96), pools: int = 2, deformable: int = 0,
-               modulated: bool = False, offset_groups: int = 1, rngs: nnx.Rngs):
+               modulated: bool = False, offset_groups: int = 1,
+               offset_scale: float = layers.OFFSET_SCALE, rngs: nnx.Rngs):
     depth = len(channels)
     if not 0 <= deformable <= depth:
       raise ValueError(f'deformable must be in [0, {depth}]; got {deformable}.')
@@ -32,7 +34,7 @@ class CNN(nnx.Module):
     for i, pool in enumerate(common.pool_flags(depth, pools)):
       if i >= depth - deformable:
         conv = layers.DeformConv(widths[i], widths[i + 1], offset_groups=offset_groups,
-                                 modulated=modulated, rngs=rngs)
+                                 modulated=modulated, offset_scale=offset_scale, rngs=rngs)
       else:
         conv = nnx.Conv(widths[i], widths[i + 1], (3, 3), padding='SAME', rngs=rngs)
       blocks.append(common.Block(conv, widths[i + 1], pool=pool, rngs=rngs))

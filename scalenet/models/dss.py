@@ -6,6 +6,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 from flax import nnx
 
 from scalenet import _checks, layers, scale_convolution, scale_space
@@ -27,12 +29,14 @@ class DSS(nnx.Module):
       the exactly equivariant backbone (pooling reads odd pixels).
     scale_pool_mode: 'mean' or 'max' over scales before the head.
     deformable: use deformable scale convs (Deformable DSS).
+    offset_scale: multiplier of the offset branches' output (layers.OFFSET_SCALE).
   """
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
                channels=(32, 64, 96), num_scales: int = 4, base=2, interaction: int = 2,
                zero_scale: float = 0.5, pools: int = 2, scale_pool_mode: str = 'mean',
-               deformable: bool = False, rngs: nnx.Rngs):
+               deformable: bool = False, offset_scale: float = layers.OFFSET_SCALE,
+               rngs: nnx.Rngs):
     self.base = _checks.integer_base(base)
     num_scales = _checks.positive_int(num_scales, 'num_scales')
     if not 1 <= interaction <= num_scales:
@@ -41,7 +45,10 @@ class DSS(nnx.Module):
     if scale_pool_mode not in ('mean', 'max'):
       raise ValueError(f"scale_pool_mode must be 'mean' or 'max'; got {scale_pool_mode!r}.")
     self.num_scales, self.zero_scale, self.scale_pool_mode = num_scales, zero_scale, scale_pool_mode
-    conv_cls = layers.DeformScaleConv if deformable else layers.ScaleConv
+    if deformable:
+      conv_cls = functools.partial(layers.DeformScaleConv, offset_scale=offset_scale)
+    else:
+      conv_cls = layers.ScaleConv
     widths = (in_channels, *channels)
     self.blocks = nnx.List([
         common.Block(conv_cls(widths[i], widths[i + 1], interaction=interaction,
