@@ -166,6 +166,31 @@ def bench_scale_conv(args, device):
     _row(f'scale_conv[{impl}] fwd+bwd', bw, time_torch(t_bwd, args.repeats, sync=sync))
 
 
+def bench_plain_conv(args, device):
+  """A plain 3x3 conv of the DCN-sized layer: the unit both frameworks build on."""
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((32, 28, 28, 32), np.float32)
+  k = rng.standard_normal((3, 3, 32, 32), np.float32) * 0.05
+  xt = _t(x.transpose(0, 3, 1, 2), device).requires_grad_(True)
+  kt = _t(k.transpose(3, 2, 0, 1), device).requires_grad_(True)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  f = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  def t_fwd():
+    with torch.no_grad():
+      F.conv2d(xt, kt, padding=1)
+
+  def t_bwd():
+    (F.conv2d(xt, kt, padding=1) ** 2).sum().backward()
+    xt.grad = kt.grad = None
+
+  _row('plain conv fwd', time_fn(f, x, k, repeats=args.repeats)['median_ms'],
+       time_torch(t_fwd, args.repeats, sync=sync))
+  _row('plain conv fwd+bwd', time_fn(fwd_bwd(f), x, k, repeats=args.repeats)['median_ms'],
+       time_torch(t_bwd, args.repeats, sync=sync))
+
+
 # ------------------------------------------------ (c) full training steps
 
 class TorchHead(torch.nn.Module if torch else object):
@@ -326,7 +351,7 @@ def main():
   parser.add_argument('--model-repeats', type=int, default=5)
   parser.add_argument('--batch', type=int, default=128)
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
-  parser.add_argument('--only', default='deform,scale_conv,models')
+  parser.add_argument('--only', default='deform,scale_conv,plain,models')
   args = parser.parse_args()
   if torch is None:
     print(f'PyTorch/torchvision not installed ({_IMPORT_ERROR}); this benchmark needs them:\n'
@@ -350,6 +375,8 @@ def main():
     bench_deform(args, device)
   if 'scale_conv' in only:
     bench_scale_conv(args, device)
+  if 'plain' in only:
+    bench_plain_conv(args, device)
   if 'models' in only:
     bench_models(args, device)
 

@@ -46,23 +46,30 @@ def _mean_std(values) -> str:
   return f'{values.mean():.2f} +- {values.std(ddof=1):.2f}'
 
 
+def _mean_delta(rs, kind: str, factor: str) -> str:
+  vals = [r['equivariance'][kind].get(factor) for r in rs]
+  return '-' if None in vals else f'{np.mean(vals):.3g}'
+
+
 def render(runs: dict) -> str:
-  """Markdown: one row per model, best test error first."""
-  lines = ['| model | runs | steps | test error % | params | Delta(0.5) | Delta(2) | train time / run |',
-           '|---|---|---|---|---|---|---|---|']
+  """Markdown: one row per model, best test error first.
+
+  Delta columns: equivariance error of the features (spatial rescale as the
+  output transform) and of the logits (invariance), mean over realizations.
+  """
+  lines = ['| model | runs | steps | test error % | params | Delta feat 0.5 | Delta feat 2 '
+           '| Delta logits 0.5 | Delta logits 2 | train time / run |',
+           '|---|---|---|---|---|---|---|---|---|---|']
   order = sorted(runs, key=lambda m: np.mean([r['test_error'] for r in runs[m]]))
   for model in order:
     rs = runs[model]
-    deltas = []
-    for f in DELTA_FACTORS:
-      vals = [r['equivariance']['features'].get(f) for r in rs]
-      deltas.append('-' if None in vals else f'{np.mean(vals):.3g}')
+    deltas = [_mean_delta(rs, kind, f) for kind in ('features', 'logits') for f in DELTA_FACTORS]
     secs = [r['train_seconds'] for r in rs if r['train_seconds'] is not None]
     time = f'{np.mean(secs) / 60:.1f} min' if secs else '-'
     lines.append(
         f"| {model} | {','.join(r['realization'] for r in rs)} | {rs[0]['step']} | "
         f"{_mean_std([100 * r['test_error'] for r in rs])} | {rs[0]['params']:,} | "
-        f'{deltas[0]} | {deltas[1]} | {time} |')
+        + ' | '.join(deltas) + f' | {time} |')
   return '\n'.join(lines) + '\n'
 
 
