@@ -25,6 +25,29 @@ def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
           'compile_s': compile_s}
 
 
+def time_train_step(model, x, y, repeats: int = 5) -> dict:
+  """Median ms of scalenet's jitted training step (Adam) on one batch, and compile s."""
+  import optax
+  from flax import nnx
+
+  from scalenet import train
+  opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+  model.train()
+  graphdef, state = nnx.split((model, opt))
+  data = {'image': jax.numpy.asarray(x), 'label': jax.numpy.asarray(y)}
+  t0 = time.perf_counter()
+  state, m = train.train_step(graphdef, state, data, 0.0)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats + 1):  # the first one after compiling is dropped too
+    t0 = time.perf_counter()
+    state, m = train.train_step(graphdef, state, data, 0.0)
+    jax.block_until_ready(m)
+    times.append((time.perf_counter() - t0) * 1e3)
+  return {'median_ms': float(np.median(times[1:])), 'compile_s': compile_s}
+
+
 def fwd_bwd(f):
   """A function whose cost is the forward and backward pass of f."""
   def loss(*args):

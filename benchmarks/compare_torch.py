@@ -28,11 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from benchmarks._timing import environment, fwd_bwd, time_fn
-from scalenet import bases, deform, models, scale_convolution, scale_space, train
+from benchmarks._timing import environment, fwd_bwd, time_fn, time_train_step
+from scalenet import bases, deform, models, scale_convolution, scale_space
 
 try:
   import torch
@@ -210,7 +209,7 @@ class TorchDSS(torch.nn.Module if torch else object):
     super().__init__()
     kern = scale_space._stacked_kernels(
         scale_space.level_variances(num_scales, base, zero_scale))  # [S, k]
-    self.register_buffer('lift_k', torch.from_numpy(np.asarray(kern, np.float32)))
+    self.register_buffer('lift_k', torch.from_numpy(np.array(kern, np.float32)))
     self.base, self.pools = base, pools
     widths = (1, *channels)
     self.weights = torch.nn.ParameterList(
@@ -243,7 +242,7 @@ class TorchSESN(torch.nn.Module if torch else object):
                basis_order=4, interaction=2, pools=2):
     super().__init__()
     basis = bases.hermite_gaussian_basis(kernel_size, scales, basis_order)  # [F, S, k, k]
-    self.register_buffer('basis', torch.from_numpy(np.asarray(basis, np.float32)))
+    self.register_buffer('basis', torch.from_numpy(np.array(basis, np.float32)))
     self.interaction, self.pools = interaction, pools
     widths = (1, *channels)
     nf = basis.shape[0]
@@ -287,31 +286,15 @@ def copy_weights(flax_model, torch_model, conv_key):
   st = nnx.to_pure_dict(nnx.state(flax_model))
   with torch.no_grad():
     for i, blk in st['blocks'].items():
-      torch_model.weights[i].copy_(torch.from_numpy(np.asarray(blk['conv'][conv_key])))
-      torch_model.biases[i].copy_(torch.from_numpy(np.asarray(blk['conv']['bias'])))
-      torch_model.bns[i].weight.copy_(torch.from_numpy(np.asarray(blk['bn']['scale'])))
-      torch_model.bns[i].bias.copy_(torch.from_numpy(np.asarray(blk['bn']['bias'])))
+      torch_model.weights[i].copy_(torch.from_numpy(np.array(blk['conv'][conv_key])))
+      torch_model.biases[i].copy_(torch.from_numpy(np.array(blk['conv']['bias'])))
+      torch_model.bns[i].weight.copy_(torch.from_numpy(np.array(blk['bn']['scale'])))
+      torch_model.bns[i].bias.copy_(torch.from_numpy(np.array(blk['bn']['bias'])))
     head = st['head']
-    torch_model.head.bn.weight.copy_(torch.from_numpy(np.asarray(head['bn']['scale'])))
-    torch_model.head.bn.bias.copy_(torch.from_numpy(np.asarray(head['bn']['bias'])))
-    torch_model.head.dense.weight.copy_(torch.from_numpy(np.asarray(head['dense']['kernel']).T))
-    torch_model.head.dense.bias.copy_(torch.from_numpy(np.asarray(head['dense']['bias'])))
-
-
-def jax_step_ms(model, x, y, repeats):
-  opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
-  model.train()
-  graphdef, state = nnx.split((model, opt))
-  data = {'image': jnp.asarray(x), 'label': jnp.asarray(y)}
-  state, m = train.train_step(graphdef, state, data, 0.0)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(repeats + 1):
-    t0 = time.perf_counter()
-    state, m = train.train_step(graphdef, state, data, 0.0)
-    jax.block_until_ready(m)
-    times.append((time.perf_counter() - t0) * 1e3)
-  return float(np.median(times[1:]))
+    torch_model.head.bn.weight.copy_(torch.from_numpy(np.array(head['bn']['scale'])))
+    torch_model.head.bn.bias.copy_(torch.from_numpy(np.array(head['bn']['bias'])))
+    torch_model.head.dense.weight.copy_(torch.from_numpy(np.array(head['dense']['kernel']).T))
+    torch_model.head.dense.bias.copy_(torch.from_numpy(np.array(head['dense']['bias'])))
 
 
 def bench_models(args, device):
@@ -340,7 +323,8 @@ def bench_models(args, device):
       opt.step()
 
     torch_ms = time_torch(t_step, args.model_repeats, sync=sync)
-    jax_ms = jax_step_ms(models.get_model(name, rngs=nnx.Rngs(0)), x, y, args.model_repeats)
+    jax_ms = time_train_step(models.get_model(name, rngs=nnx.Rngs(0)), x, y,
+                             args.model_repeats)['median_ms']
     _row(f'{name} train step (batch {args.batch})', jax_ms, torch_ms,
          f'params {models.count_params(model):,} / {n_t:,}, logits max |diff| {err:.1e}')
 

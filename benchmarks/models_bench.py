@@ -9,41 +9,24 @@ random 28x28 images; median of `repeats` after warm-up.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
-import numpy as np
-import optax
 from flax import nnx
 
-from benchmarks._timing import environment
-from scalenet import models, train
+from benchmarks._timing import environment, time_train_step
+from scalenet import models
 
 MNIST_MODELS = ['cnn', 'dcn', 'dcnv2', 'dss_v1', 'dss_v2', 'deform_dss', 'sscnn', 'sesn']
 
 
 def bench(name, batch, repeats):
   model = models.get_model(name, rngs=nnx.Rngs(0))
-  params = models.count_params(model)
-  opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
-  model.train()
-  graphdef, state = nnx.split((model, opt))
   x = jax.random.uniform(jax.random.key(0), (batch, 28, 28, 1))
   y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
-  data = {'image': x, 'label': y}
-  t0 = time.perf_counter()
-  state, m = train.train_step(graphdef, state, data, 0.0)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  times = []
-  for _ in range(repeats + 1):
-    t0 = time.perf_counter()
-    state, m = train.train_step(graphdef, state, data, 0.0)
-    jax.block_until_ready(m)
-    times.append((time.perf_counter() - t0) * 1e3)
-  return params, float(np.median(times[1:])), compile_s
+  t = time_train_step(model, x, y, repeats)
+  return models.count_params(model), t['median_ms'], t['compile_s']
 
 
 def main():

@@ -14,7 +14,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks._timing import environment, fwd_bwd, time_fn
 from scalenet import deform, scale_convolution

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scalenet import data
-from scalenet.data import builders, generate, pipeline, readers
+from scalenet.data import generate, pipeline, readers
 
 
 @pytest.fixture(scope='module')
