@@ -7,7 +7,9 @@ Scale-MNIST protocol (Adam, lr 0.01 x0.1 at epochs 20 and 40, 60 epochs, batch 1
 
 Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
 --config.data_source=download (or a directory of the MNIST idx files).
-Result: not yet measured on the full protocol (see the issue notes).
+Result: not yet measured on the full protocol. Measured offline (mnist_5k:
+3k train / 1.5k test, realization 0, 10 epochs, lr x0.1 at epochs 4 and 7;
+scripts/reproduce_mnist_scale.sh, results/mnist_scale.md): test error 7.13%.
 """
 
 from scalenet import config as config_lib

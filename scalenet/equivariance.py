@@ -26,8 +26,6 @@ import numpy as np
 
 from scalenet import transforms
 
-# Floor on ||L'_s fn(x)||^2, so an all-zero reference gives a finite error.
-_TINY = 1e-30
 REDUCTIONS = ('mean', 'pooled')
 
 
@@ -48,12 +46,18 @@ def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
   return jnp.sum((a - b) ** 2, axis=axes), jnp.sum(b ** 2, axis=axes)
 
 
+def _ratio(num, den):
+  """num / den, NaN where den == 0: the relative error of an all-zero reference
+  (e.g. a 2x2 feature map rescaled by 1/3) is undefined, not 1e30."""
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
+
+
 def reduce_terms(num, den, reduction: str = 'mean'):
   """Delta from per-image terms: mean of ratios, or ratio of sums ('pooled')."""
   if reduction == 'mean':
-    return jnp.mean(num / jnp.maximum(den, _TINY))
+    return jnp.mean(_ratio(num, den))
   if reduction == 'pooled':
-    return jnp.sum(num) / jnp.maximum(jnp.sum(den), _TINY)
+    return _ratio(jnp.sum(num), jnp.sum(den))
   raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
 
 
@@ -71,7 +75,9 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
     reduction: 'mean' (of per-image ratios) or 'pooled' (ratio of batch sums).
 
   Returns:
-    Scalar float32: the relative squared error.
+    Scalar float32: the relative squared error; NaN (undefined) when the
+    reference L'_s fn(x) of an image ('mean') or of the batch ('pooled') is
+    identically zero.
   """
   if reduction not in REDUCTIONS:
     raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')

@@ -7,6 +7,7 @@ headline figure).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -44,7 +45,7 @@ def accuracy_vs_scale(config, eval_def, state, datasets, mesh) -> dict:
       acc = train_lib.evaluate_split(eval_def, state, datasets.eval[name],
                                      config.eval_batch_size, mesh)['accuracy']
     elif unscaled is not None:
-      rescale = jax.jit(lambda x, f=f: transforms.rescale(x, f))
+      rescale = functools.partial(transforms.rescale, factor=f)
       acc = train_lib.evaluate_split(eval_def, state, unscaled, config.eval_batch_size, mesh,
                                      transform=rescale)['accuracy']
     else:

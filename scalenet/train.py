@@ -101,11 +101,17 @@ def train_step(graphdef, state, batch, label_smoothing: float = 0.0):
   return nnx.state((model, optimizer)), metrics
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def eval_step(graphdef, state, batch):
-  """Sums of correct predictions, loss and examples over a masked batch."""
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def eval_step(graphdef, state, batch, transform=None):
+  """Sums of correct predictions, loss and examples over a masked batch.
+
+  `transform` (static, hashable) maps the images first, inside the same
+  program: chaining a separate jitted transform before a multi-device step
+  deadlocked XLA:CPU's in-process all-reduce on a loaded 2-core machine.
+  """
   model, _ = nnx.merge(graphdef, state)
-  logits = model(batch['image'])
+  images = batch['image'] if transform is None else transform(batch['image'])
+  logits = model(images)
   mask = batch['mask']
   return {'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
           'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
@@ -122,16 +128,14 @@ def evaluate_split(eval_def, state, split: pipeline.Split, batch_size: int, mesh
                    transform=None) -> dict:
   """Accuracy and mean loss on a whole split (no example dropped).
 
-  `transform`, if given, maps the (sharded) image batch before the model,
-  e.g. a rescale for accuracy at a scale the data set does not store.
+  `transform`, if given, maps the image batch before the model, e.g. a
+  rescale for accuracy at a scale the data set does not store. It must be
+  hashable and is compiled into the eval step (see `eval_step`).
   """
   totals = None
   for batch in pipeline.eval_batches(split, batch_size, process_index=jax.process_index(),
                                      process_count=jax.process_count()):
-    batch = shard_batch(batch, mesh)
-    if transform is not None:
-      batch['image'] = transform(batch['image'])
-    out = eval_step(eval_def, state, batch)
+    out = eval_step(eval_def, state, shard_batch(batch, mesh), transform)
     totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
   totals = jax.device_get(totals)
   return {'accuracy': float(totals['correct'] / totals['count']),

@@ -82,14 +82,23 @@ def test_error_matches_numpy_definition_and_chunking_agrees(reduction):
 
 
 def test_a_dead_image_blows_up_the_mean_but_not_the_pooled_error():
-  # Image 1's reference output is exactly zero while its other side is not.
+  # Image 1's reference output is all but zero while its other side is not.
   def out_transform(lhs, y, factor):
-    ref = transforms.rescale(y, factor).at[1].set(0.0)
+    ref = transforms.rescale(y, factor).at[1].set(1e-12)
     return lhs.at[1].set(1e-3), ref
   err = lambda r: float(equivariance_error(lambda v: v, _smooth_images(), 0.5,
                                            out_transform=out_transform, reduction=r))
   ref0 = np.asarray(transforms.rescale(_smooth_images(), 0.5))[0]
   np.testing.assert_allclose(err('pooled'), 1e-6 * ref0.size / np.sum(ref0 ** 2), rtol=1e-4)
-  assert err('mean') > 1e20
+  assert err('mean') > 1e10
   with pytest.raises(ValueError, match='reduction'):
     err('median')
+
+
+def test_an_all_zero_reference_gives_nan_not_a_huge_number():
+  def out_transform(lhs, y, factor):
+    return lhs, jnp.zeros_like(lhs)  # e.g. a 2x2 map rescaled by 1/3
+  with jax.debug_nans(False):  # the NaN is the answer here
+    for r in ('mean', 'pooled'):
+      assert np.isnan(float(equivariance_error(lambda v: v, _smooth_images(), 0.5,
+                                               out_transform=out_transform, reduction=r)))
