@@ -52,13 +52,17 @@ def _ratio(num, den):
   return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
 
 
+def _check_reduction(reduction: str) -> None:
+  if reduction not in REDUCTIONS:
+    raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
+
+
 def reduce_terms(num, den, reduction: str = 'mean'):
   """Delta from per-image terms: mean of ratios, or ratio of sums ('pooled')."""
+  _check_reduction(reduction)
   if reduction == 'mean':
     return jnp.mean(_ratio(num, den))
-  if reduction == 'pooled':
-    return _ratio(jnp.sum(num), jnp.sum(den))
-  raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
+  return _ratio(jnp.sum(num), jnp.sum(den))
 
 
 def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
@@ -79,8 +83,7 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
     reference L'_s fn(x) of an image ('mean') or of the batch ('pooled') is
     identically zero.
   """
-  if reduction not in REDUCTIONS:
-    raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
+  _check_reduction(reduction)  # before the (costly) forward passes
   num, den = equivariance_terms(fn, x, factor, out_transform=out_transform)
   return reduce_terms(num, den, reduction)
 

@@ -30,8 +30,8 @@ def batched_equivariance_error(fn, images: np.ndarray, factor: float, batch: int
   """Delta(s) over many images, computed in chunks of `batch` (same value as one call)."""
   terms = [equivariance.equivariance_terms(fn, images[i:i + batch], factor)
            for i in range(0, len(images), batch)]
-  num = np.concatenate([np.asarray(t[0], np.float64) for t in terms])
-  den = np.concatenate([np.asarray(t[1], np.float64) for t in terms])
+  num = np.concatenate([np.asarray(t[0]) for t in terms])
+  den = np.concatenate([np.asarray(t[1]) for t in terms])
   return float(equivariance.reduce_terms(num, den, reduction))
 
 

@@ -83,10 +83,10 @@ class DeformConv(nnx.Module):
   def offsets_and_mask(self, x):
     """Offsets [B, H, W, G, K, 2] in pixels and mask [B, H, W, G, K] or None."""
     b, h, w, _ = x.shape
-    scale = self.offset_scale
     taps = self.k**2
     out = self.offset(x)
-    off = out[..., :2 * self.groups * taps].reshape(b, h, w, self.groups, taps, 2) * scale
+    off = (out[..., :2 * self.groups * taps].reshape(b, h, w, self.groups, taps, 2)
+           * self.offset_scale)
     mask = None
     if self.modulated:
       mask = 2.0 * jax.nn.sigmoid(out[..., 2 * self.groups * taps:].reshape(
