@@ -1,41 +1,96 @@
 #!/usr/bin/env bash
-# The scale-MNIST study: every model x every realization, then results/mnist_scale.md.
+# The published scale-MNIST table (Sosnovik et al., ICLR 2020, Table 2) in one
+# resumable command: every mnist_* model of the zoo x realizations 0..5 x
+# {plain, plus}, each trained, evaluated on its best-on-validation checkpoint,
+# then tabulated into results/mnist_scale.md (python -m scalenet.results_table).
 #
-#   bash scripts/reproduce_mnist_scale.sh [--config.KEY=VALUE ...]
+#   bash scripts/reproduce_mnist_scale.sh [--dry-run] [--config.KEY=VALUE ...]
 #
-# Resumable: a run with eval/results.json is skipped, an interrupted run resumes
-# from its latest checkpoint, a trained run (marker file `trained`) is only
-# evaluated (delete eval/ to re-evaluate). Extra arguments are config overrides passed to both
-# train.py and evaluate.py, e.g. the full 70k protocol (needs the MNIST files):
+# Offline it runs on the embedded mnist_5k digits (3k / 500 / 1.5k). The real
+# protocol (the 70k MNIST digits, 10k / 2k / 50k):
 #   bash scripts/reproduce_mnist_scale.sh --config.data_source=download
-# Environment: MODELS, REALIZATIONS, ROOT (default workdirs/repro), OUT, PYTHON.
+#   bash scripts/reproduce_mnist_scale.sh --config.data_source=/path/to/mnist/idx/files
+# Extra arguments are config overrides passed to both train.py and evaluate.py.
+#
+# Environment (space-separated lists select subsets):
+#   MODELS        default: every mnist_* key of scalenet.models.MODELS
+#   REALIZATIONS  default: "0 1 2 3 4 5" (data split, scale factors and seed)
+#   SETTINGS      default: "plain plus"; plus = training images rescaled by
+#                 U(0.5, 2.0), bicubic (--config.augment_scale="(0.5, 2.0)")
+#   CONFIG        default: configs/sesn_table.py (called as CONFIG:<model>)
+#   ROOT          default: workdirs/mnist_scale; runs in ROOT/<model>/<setting>/r<k>
+#   OUT           default: results/mnist_scale.md
+#   PYTHON        default: .venv/bin/python
+#   DRY_RUN=1 or --dry-run: print the commands instead of running them.
+#
+# Resumable: a run with eval/results.json is skipped; an interrupted run
+# resumes from its latest checkpoint; a trained run (marker file `trained`) is
+# only evaluated (delete its eval/ to re-evaluate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODELS=${MODELS:-"cnn dcn dss_v1 dss_v2 deform_dss sscnn sesn"}
-REALIZATIONS=${REALIZATIONS:-"0 1 2 3 4 5"}
-ROOT=${ROOT:-workdirs/repro}
-OUT=${OUT:-results/mnist_scale.md}
+DRY_RUN=${DRY_RUN:-0}
+if [[ "${1:-}" == "--dry-run" ]]; then DRY_RUN=1; shift; fi
 PYTHON=${PYTHON:-.venv/bin/python}
+CONFIG=${CONFIG:-configs/sesn_table.py}
+REALIZATIONS=${REALIZATIONS:-"0 1 2 3 4 5"}
+SETTINGS=${SETTINGS:-"plain plus"}
+ROOT=${ROOT:-workdirs/mnist_scale}
+OUT=${OUT:-results/mnist_scale.md}
+if [[ -z "${MODELS:-}" ]]; then
+  MODELS=$("$PYTHON" -c 'from scalenet.models import MODELS
+print(" ".join(m for m in MODELS if m.startswith("mnist_")))')
+fi
+if [[ -z "$MODELS" ]]; then
+  echo "no mnist_* model in scalenet.models.MODELS; set MODELS." >&2; exit 2
+fi
+for s in $SETTINGS; do
+  if [[ "$s" != plain && "$s" != plus ]]; then
+    echo "SETTINGS may hold plain and plus; got '$s'." >&2; exit 2
+  fi
+done
+for r in $REALIZATIONS; do
+  if ! [[ "$r" =~ ^[0-5]$ ]]; then
+    echo "REALIZATIONS must be in 0..5; got '$r'." >&2; exit 2
+  fi
+done
+if [[ "$DRY_RUN" != 1 ]]; then
+  # Unknown names fail now, not after hours of other runs.
+  "$PYTHON" -c 'import sys
+from scalenet.models import MODELS
+bad = [m for m in sys.argv[1:] if m not in MODELS]
+sys.exit(f"unknown MODELS {bad}; the registry has {sorted(MODELS)}" if bad else 0)' $MODELS
+fi
+
+run() {  # Prints the command; runs it unless DRY_RUN=1.
+  printf '%q ' "$@"; echo
+  if [[ "$DRY_RUN" != 1 ]]; then "$@"; fi
+}
 
 for r in $REALIZATIONS; do
-  for m in $MODELS; do
-    dir="$ROOT/$m/r$r"
-    if [[ -f "$dir/eval/results.json" ]]; then
-      echo "== $m r$r: done, skipped"; continue
-    fi
-    mkdir -p "$dir"
-    if [[ ! -f "$dir/trained" ]]; then
-      echo "== $m r$r: training in $dir"
-      start=$SECONDS
-      "$PYTHON" train.py --config "configs/${m}_mnist.py" --workdir "$dir" \
-          --config.realization="$r" --config.seed="$r" --config.progress_bar=false "$@"
-      echo $((SECONDS - start)) >> "$dir/train_seconds"   # summed over resumes
-      touch "$dir/trained"
-    fi
-    echo "== $m r$r: evaluating"
-    "$PYTHON" evaluate.py --config "configs/${m}_mnist.py" --workdir "$dir" \
-        --config.realization="$r" --config.seed="$r" "$@"
+  for setting in $SETTINGS; do
+    extra=()
+    if [[ "$setting" == plus ]]; then extra=("--config.augment_scale=(0.5, 2.0)"); fi
+    for m in $MODELS; do
+      dir="$ROOT/$m/$setting/r$r"
+      args=(--config "$CONFIG:$m" --workdir "$dir" --config.realization="$r"
+            --config.seed="$r" "${extra[@]}" "$@")
+      if [[ -f "$dir/eval/results.json" ]]; then
+        echo "== $m $setting r$r: done, skipped"; continue
+      fi
+      if [[ ! -f "$dir/trained" ]]; then
+        echo "== $m $setting r$r: training"
+        [[ "$DRY_RUN" == 1 ]] || mkdir -p "$dir"
+        start=$SECONDS
+        run "$PYTHON" train.py "${args[@]}" --config.progress_bar=false
+        if [[ "$DRY_RUN" != 1 ]]; then
+          echo $((SECONDS - start)) >> "$dir/train_seconds"   # summed over resumes
+          touch "$dir/trained"
+        fi
+      fi
+      echo "== $m $setting r$r: evaluating"
+      run "$PYTHON" evaluate.py "${args[@]}" --config.progress_bar=false
+    done
   done
 done
-"$PYTHON" -m scalenet.results_table "$ROOT" --out "$OUT" \
-    --header "# Scale-MNIST: test error over realizations (generated by scripts/reproduce_mnist_scale.sh $*)"
+run "$PYTHON" -m scalenet.results_table "$ROOT" --out "$OUT" \
+    --header "# Scale-MNIST (generated by scripts/reproduce_mnist_scale.sh $*)"

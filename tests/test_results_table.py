@@ -1,29 +1,136 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from scalenet import results_table
+from scalenet import results_table, tables
 
 
-def _write(root, model, r, err, delta, seconds):
-  run = root / model / f'r{r}'
+def _results(model, err, delta=None, params=1234, step=230):
+  res = {'model_name': model, 'test_error': err, 'params': params, 'step': step}
+  if delta is not None:
+    res['equivariance'] = {'layerwise': {
+        '0.5000': {'block0.conv': delta, 'block0': 9.0, 'logits': delta / 10},
+        '2.0000': {'block0.conv': 2 * delta, 'logits': 3 * delta}}}
+  return res
+
+
+def _write(root, model, setting, r, err, delta=None, seconds=None, **kw):
+  run = root / model / setting / f'r{r}' if setting else root / model / f'r{r}'
   (run / 'eval').mkdir(parents=True)
-  res = {'test_error': err, 'params': 1234, 'step': 230,
-         'equivariance': {'features': {'0.5000': delta, '2.0000': 2 * delta},
-                          'logits': {'0.5000': delta / 10, '2.0000': 3 * delta}}}
-  (run / 'eval' / 'results.json').write_text(json.dumps(res))
-  (run / 'train_seconds').write_text(f'{seconds}\n{seconds}\n')  # two sessions (a resume)
+  (run / 'eval' / 'results.json').write_text(json.dumps(_results(model, err, delta, **kw)))
+  if seconds is not None:
+    (run / 'train_seconds').write_text(f'{seconds}\n{seconds}\n')  # two sessions (a resume)
 
 
-def test_table_means_stds_and_order(tmp_path):
-  _write(tmp_path, 'dss_v1', 0, 0.02, 0.1, 30)
-  _write(tmp_path, 'dss_v1', 1, 0.04, 0.3, 90)
-  _write(tmp_path, 'cnn', 0, 0.05, 1.0, 6)
+def test_factor_key_is_the_one_scheme():
+  assert tables.factor_key(0.5) == '0.5000' and tables.factor_key(1 / 3) == '0.3333'
+  assert tables.delta(_results('m', 0.1, 0.2), 0.5, 'block0.conv') == 0.2
+  assert tables.delta(_results('m', 0.1, 0.2), 1 / 3, 'logits') is None
+  assert tables.delta(_results('m', 0.1), 0.5, 'logits') is None  # no equivariance entry
+
+
+def test_published_layout_means_stds_and_missing_cells(tmp_path):
+  _write(tmp_path, 'mnist_ses_28', 'plain', 0, 0.02, 0.1, 30)
+  _write(tmp_path, 'mnist_ses_28', 'plain', 1, 0.04, 0.3, 90)
+  _write(tmp_path, 'mnist_ses_28', 'plus', 0, 0.015, 0.5)
+  _write(tmp_path, 'mnist_ses_56', 'plain', 0, 0.018, 7.0)
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0, params=999)
+  _write(tmp_path, 'dss_v1', None, 0, 0.035)  # the older layout: plain, no Delta
   lines = results_table.render(results_table.load_runs(str(tmp_path))).splitlines()
-  assert lines[2] == '| dss_v1 | r0,r1 | 230 | 3.00 +- 1.41 | 1,234 | 0.2 | 0.4 | 0.02 | 0.6 | 2.0 min |'
-  assert lines[3] == '| cnn | r0 | 230 | 5.00 | 1,234 | 1 | 2 | 0.1 | 3 | 0.2 min |'
+  assert lines[0] == ('| model | params | 28 | 28+ | 56 | 56+ | Delta block0.conv 0.5 '
+                      '| Delta block0.conv 2 | Delta logits 0.5 | Delta logits 2 |')
+  # Delta columns: the plain 28x28 runs only, mean over realizations.
+  assert lines[2] == ('| mnist_ses | 1,234 | 3.00 ± 1.41 (n=2) | 1.50 (n=1) | 1.80 (n=1) | - '
+                      '| 0.2 | 0.4 | 0.02 | 0.6 |')
+  assert lines[3] == '| dss_v1 | 1,234 | 3.50 (n=1) | - | - | - | - | - | - | - |'
+  assert lines[4] == '| mnist_cnn | 999 | 5.00 (n=1) | - | - | - | 1 | 2 | 0.1 | 3 |'
+  runs = '\n'.join(lines)
+  assert '| mnist_ses_28 | plain | r0,r1 | 230 | 2.0 min |' in runs
+  assert '| mnist_ses_28 | plus | r0 | 230 | - |' in runs
+
+
+def test_delta_column_is_dash_unless_every_realization_has_it(tmp_path):
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0)
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05)
+  row = tables.published_table(tables.load_runs(str(tmp_path))).splitlines()[2]
+  assert row.endswith('| - | - | - | - |')
+
+
+def test_run_and_comparison_markdown_share_the_keys():
+  res = _results('mnist_cnn_28', 0.0312, 0.25)
+  res.update(accuracy_by_split={'test': 0.9688, 'test_s0500': 0.9},
+             accuracy_vs_scale={'0.5000': 0.9, '1.0000': 0.9688})
+  res['equivariance'].update(actions={'block0.conv': 'spatial', 'logits': 'invariant'},
+                             num_images=32, rescale={'method': 'cubic', 'antialias': False},
+                             skipped={'0.3333': 'not a power of the ratio'})
+  md = tables.run_markdown(res)
+  assert '| test_s0500 | 0.9000 | 10.00 |' in md
+  assert '| 0.500 | 0.9000 |' in md
+  assert '| block0.conv | spatial | 0.25 | 0.5 |' in md
+  assert '| block0 | - | 9 | - |' in md  # measured at 0.5 only
+  assert 's = 0.3333 not measured: not a power of the ratio' in md
+  table = tables.comparison_markdown({'a (w1)': res, 'b (w2)': _results('cnn', 0.1)})
+  assert table.splitlines()[2] == '| a (w1) | 1,234 | 230 | 3.12 | 0.25 | 0.5 | 0.025 | 0.75 |'
+  assert table.splitlines()[3] == '| b (w2) | 1,234 | 230 | 10.00 | - | - | - | - |'
 
 
 def test_no_runs_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no evaluated runs'):
     results_table.load_runs(str(tmp_path))
+
+
+def test_cli_writes_the_table(tmp_path, capsys):
+  _write(tmp_path / 'root', 'mnist_cnn_28', 'plain', 0, 0.05, 1.0)
+  out = tmp_path / 'results' / 'mnist_scale.md'
+  results_table.main([str(tmp_path / 'root'), '--out', str(out), '--header', '# Title'])
+  text = out.read_text()
+  assert text.startswith('# Title\n\n| model | params | 28 |') and text == capsys.readouterr().out
+
+
+# --- scripts/reproduce_mnist_scale.sh: which runs it starts (a dry run, no training). ---
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts',
+                      'reproduce_mnist_scale.sh')
+
+
+def _dry_run(root, *args, **env):
+  env = {**os.environ, 'ROOT': str(root), 'PYTHON': sys.executable, **env}
+  return subprocess.run(['bash', SCRIPT, '--dry-run', *args], env=env, capture_output=True,
+                        text=True, timeout=60)
+
+
+def test_reproduction_script_selects_runs_and_resumes(tmp_path):
+  done = tmp_path / 'mnist_cnn_28' / 'plain' / 'r0' / 'eval'
+  done.mkdir(parents=True)
+  (done / 'results.json').write_text('{}')
+  trained = tmp_path / 'mnist_ses_28' / 'plus' / 'r1'
+  trained.mkdir(parents=True)
+  (trained / 'trained').write_text('')
+  proc = _dry_run(tmp_path, '--config.num_epochs=2', MODELS='mnist_cnn_28 mnist_ses_28',
+                  REALIZATIONS='0 1')
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  train = [l for l in lines if ' train.py ' in l]
+  evals = [l for l in lines if ' evaluate.py ' in l]
+  assert len(train) == 6 and len(evals) == 7  # 8 runs: one done, one trained
+  assert '== mnist_cnn_28 plain r0: done, skipped' in lines
+  assert not any('mnist_ses_28/plus/r1' in l for l in train)
+  for l in train + evals:
+    assert '--config.num_epochs=2' in l and 'configs/sesn_table.py:mnist_' in l
+    plus = '/plus/' in l
+    assert ('--config.augment_scale=\\(0.5\\,\\ 2.0\\)' in l) == plus, l
+    r = l.split('--config.realization=')[1][0]
+    assert f'/r{r} ' in l and f'--config.seed={r}' in l
+  assert ' -m scalenet.results_table ' in lines[-1]
+  assert not (tmp_path / 'mnist_ses_28' / 'plain').exists()  # a dry run creates nothing
+
+
+def test_reproduction_script_subsets_and_bad_values(tmp_path):
+  proc = _dry_run(tmp_path, MODELS='mnist_cnn_56', REALIZATIONS='3', SETTINGS='plus')
+  runs = [l for l in proc.stdout.splitlines() if ' train.py ' in l]
+  assert len(runs) == 1 and 'mnist_cnn_56/plus/r3' in runs[0]
+  assert _dry_run(tmp_path, MODELS='m', SETTINGS='plain augmented').returncode == 2
+  assert _dry_run(tmp_path, MODELS='m', REALIZATIONS='6').returncode == 2

