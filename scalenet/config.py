@@ -13,6 +13,15 @@ import ml_collections
 
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'step', 'cosine')
+EVAL_CHECKPOINTS = ('best', 'latest')
+# Keys that define the model and the data: a resume or an evaluation with
+# another value would test a different run (checkpoint.check_identity).
+MODEL_KEYS = ('model_name', 'model')
+DATA_KEYS = ('dataset', 'data_source', 'realization', 'image_size', 'generator', 'rescale',
+             'input_norm')
+IDENTITY_KEYS = MODEL_KEYS + DATA_KEYS
+# The '+' setting of Sosnovik et al. (2020): training images rescaled by U(0.5, 2.0).
+PLUS_SCALE = (0.5, 2.0)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -27,7 +36,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = 'data/tfds'  # Where prepared data sets live.
   c.realization = 0  # Protocol seed 0..5 (split and scale factors).
   c.image_size = ml_collections.config_dict.placeholder(int)  # None: the data set's smallest.
-  c.augment_scale = ml_collections.config_dict.placeholder(tuple)  # (lo, hi) random rescale.
+  c.generator = 'default'  # default (bilinear, antialiased) | reference (bicubic, stratified).
+  c.input_norm = 'none'  # none | reference ((x - 0.0607) / 0.2161), after any rescale.
+  c.rescale = ml_collections.ConfigDict({'method': 'linear', 'antialias': True})  # The run's L_s.
+  c.augment_scale = ml_collections.config_dict.placeholder(tuple)  # (lo, hi): '+' is (0.5, 2.0).
+  c.augment_rescale = ml_collections.ConfigDict({'method': 'cubic', 'antialias': False})  # Its L_s.
   c.eval_splits = ml_collections.config_dict.placeholder(list)  # None: all but train.
   # Optimisation.
   c.batch_size = 128  # Global batch, divisible by the number of devices.
@@ -48,11 +61,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 500  # Periodic (async) checkpoints; one at the end too.
   c.keep_checkpoints = 3  # Checkpoints kept.
   c.halt_after_steps = ml_collections.config_dict.placeholder(int)  # Stop early (tests, preemption drills).
-  c.progress_bar = True  # tqdm bar over training steps.
+  c.progress_bar = True  # Every tqdm bar: training steps, reading and preparing splits.
   # Evaluation.
   c.eval_num_images = 1000  # Test images for the equivariance error.
   c.eval_scale_factors = (1 / 3, 1 / 2.5, 1 / 2, 1 / 1.5, 1 / 1.1, 1.0, 1.1, 1.5, 2.0)
-  c.eval_checkpoint_step = ml_collections.config_dict.placeholder(int)  # None: the latest.
+  # Layer-wise Delta at these factors, plus each model's smallest exact one (1/r).
+  c.eval_equivariance_factors = (0.5, 2.0)
+  c.eval_checkpoint = 'best'  # best (highest validation accuracy, strict improvement) | latest.
+  c.eval_checkpoint_step = ml_collections.config_dict.placeholder(int)  # A step of checkpoints/ instead.
   # Sweeps: (('dotted.key', (values, ...)), ...); only used by sweep.py.
   c.sweep = ()
   return c
@@ -82,8 +98,19 @@ def validate(config) -> None:
               'checkpoint_every_steps', 'keep_checkpoints', 'eval_num_images'):
     if int(config[key]) < 1:
       raise ValueError(f'config.{key} must be >= 1; got {config[key]}.')
+  if config.eval_checkpoint not in EVAL_CHECKPOINTS:
+    raise ValueError(f'config.eval_checkpoint must be one of {EVAL_CHECKPOINTS}; '
+                     f'got {config.eval_checkpoint!r}.')
+  if config.augment_scale is not None:
+    lo, hi = config.augment_scale
+    if not 0 < lo <= hi:
+      raise ValueError(f'config.augment_scale must be (lo, hi) with 0 < lo <= hi; '
+                       f'got {config.augment_scale}.')
   if not config.learning_rate > 0:
     raise ValueError(f'config.learning_rate must be > 0; got {config.learning_rate}.')
+  if any(not s > 0 for s in config.eval_equivariance_factors):
+    raise ValueError('config.eval_equivariance_factors must all be > 0; got '
+                     f'{config.eval_equivariance_factors}.')
   if any(not s > 0 for s in config.eval_scale_factors):
     raise ValueError(f'config.eval_scale_factors must all be > 0; got {config.eval_scale_factors}.')
 
@@ -99,4 +126,18 @@ def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.eval_num_images = 32
   config.eval_splits = ['validation', 'test', 'test_s1000', 'test_s0500']
   config.lr_decay_epochs = ()
+  config.eval_checkpoint = 'latest'  # A 12-step run ends before its first validation.
+  return config
+
+
+def plus(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The '+' setting: training images randomly rescaled by U(0.5, 2.0), bicubic.
+
+  As the reference (ISosnovik/sesn, --extra_scaling 0.5: torchvision
+  RandomAffine(0, scale=(0.5, 2.0)) with PIL bicubic resampling, training
+  split only). Here L_s is transforms.RescaleSpec('cubic', antialias=False)
+  about the canvas centre, canvas kept, clipped to [0, 1].
+  """
+  config.augment_scale = PLUS_SCALE
+  config.augment_rescale = {'method': 'cubic', 'antialias': False}
   return config

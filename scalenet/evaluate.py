@@ -1,13 +1,13 @@
 """Evaluation of a trained run: accuracy tables, equivariance curves, plots.
 
 Writes to <workdir>/eval/: results.json, results.md, accuracy_vs_scale.png and
-equivariance_vs_scale.png. `compare` overlays several runs (the study's
+equivariance_by_layer.png (layer-wise Delta, one curve per scale factor). `compare` overlays several runs (the study's
 headline figure).
 """
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
 import os
 
@@ -16,62 +16,141 @@ import numpy as np
 
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots
 from scalenet import train as train_lib
-from scalenet import transforms
-from scalenet.data import generate, pipeline
+from scalenet import representations, tables, transforms
+from scalenet.data import builders, generate, pipeline
 from flax import nnx
 
 
-def _factor_key(f: float) -> str:
-  return f'{f:.4f}'
+_factor_key = tables.factor_key  # The one factor-key scheme ('0.5000').
 
 
-def batched_equivariance_error(fn, images: np.ndarray, factor: float, batch: int,
-                               reduction: str = 'mean') -> float:
-  """Delta(s) over many images, computed in chunks of `batch` (same value as one call)."""
-  terms = [equivariance.equivariance_terms(fn, images[i:i + batch], factor)
-           for i in range(0, len(images), batch)]
-  num = np.concatenate([np.asarray(t[0]) for t in terms])
-  den = np.concatenate([np.asarray(t[1]) for t in terms])
-  return float(equivariance.reduce_terms(num, den, reduction))
+def equivariance_results(model, images: np.ndarray, config, preprocess=None) -> dict:
+  """Layer-wise Delta(s) of `model` on `images`, for every factor of the run.
+
+  Factors: config.eval_equivariance_factors plus the model's smallest exact
+  factor (1/r for its finest scale ratio r). A factor that cannot act on
+  some representation exactly (not a power of its ratio) is recorded under
+  'skipped' with the reason, never rounded.
+
+  Returns:
+    {'rescale': L_s, 'num_images', 'reduction', 'actions': {name: action},
+     'layerwise': {factor key: {name: Delta}}, 'skipped': {factor key: reason}}.
+  """
+  actions = model.scale_actions()
+  factors = sorted(set(config.eval_equivariance_factors)
+                   | {representations.smallest_exact_factor(actions)})
+  spec = transforms.spec_from_config(config)
+  curves, skipped = equivariance.layerwise_curves(
+      model, images, factors, rescale_fn=spec, batch_size=config.eval_batch_size,
+      preprocess=preprocess)
+  return {
+      'rescale': spec.describe(), 'num_images': len(images), 'reduction': 'mean',
+      'actions': {k: a.kind if a.ratio is None else f'{a.kind}(r={a.ratio:.6g})'
+                  for k, a in actions.items()},
+      'layerwise': {_factor_key(f): c for f, c in curves.items()},
+      'skipped': {_factor_key(f): why for f, why in skipped.items()},
+  }
 
 
-def accuracy_vs_scale(config, eval_def, state, datasets, mesh) -> dict:
-  """{factor: accuracy}: stored fixed-scale splits, and enlargements computed on the fly."""
+def accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split: dict) -> dict:
+  """{factor key: accuracy} for config.eval_scale_factors.
+
+  A factor with a stored fixed-scale split takes that split's accuracy from
+  `by_split` (each split is evaluated once); the others (enlargements) are
+  the unscaled test split rescaled on the fly by the run's L_s
+  (transforms.spec_from_config), the factor traced into one compiled step.
+  """
+  spec = transforms.spec_from_config(config)
   out = {}
   unscaled = datasets.eval.get(generate.fixed_split_name(1.0))
   for f in config.eval_scale_factors:
     name = generate.fixed_split_name(f)
-    if name in datasets.eval:
-      acc = train_lib.evaluate_split(eval_def, state, datasets.eval[name],
-                                     config.eval_batch_size, mesh)['accuracy']
+    if name in by_split:
+      acc = by_split[name]
     elif unscaled is not None:
-      rescale = functools.partial(transforms.rescale, factor=f)
       acc = train_lib.evaluate_split(eval_def, state, unscaled, config.eval_batch_size, mesh,
-                                     transform=rescale)['accuracy']
+                                     factor=f, rescale=spec,
+                                     input_norm=config.input_norm)['accuracy']
     else:
       continue
     out[_factor_key(f)] = acc
   return out
 
 
+def run_config(workdir: str, config=None):
+  """The config to evaluate `workdir` with: its own, or `config` if it agrees.
+
+  Args:
+    workdir: a training workdir (config.json and checkpoints).
+    config: None, or a config that must equal the run's on every model and
+      data key (config.IDENTITY_KEYS); its other keys (eval_*) are used.
+
+  Raises:
+    CheckpointError: no checkpoint, or `config` disagrees (naming the keys).
+  """
+  if not checkpoint.has_checkpoint(workdir):
+    raise checkpoint.CheckpointError(f'no checkpoint in {workdir}: train first.')
+  saved = checkpoint.read_config(workdir)
+  if config is None:
+    return saved
+  checkpoint.check_identity(saved, config, f'evaluating {workdir}')
+  return copy.deepcopy(config)
+
+
+def restore_selected(config, workdir: str, model_state, steps_per_epoch: int):
+  """Restores the checkpoint the config selects (parameters and batch statistics only).
+
+  config.eval_checkpoint_step: that step of checkpoints/; else
+  config.eval_checkpoint: 'best' (best/, highest validation accuracy) or
+  'latest'.
+
+  Returns:
+    (model_state, {'kind', 'step', 'epoch'[, 'validation_accuracy']}).
+  """
+  if config.eval_checkpoint_step is None and config.eval_checkpoint == 'best':
+    mngr = checkpoint.best_manager(workdir, read_only=True)
+    meta = checkpoint.best_meta(mngr)
+    if meta is None:
+      raise checkpoint.CheckpointError(
+          f'{workdir} has no best checkpoint (best/): the run has not finished an epoch '
+          'with a validation split yet. Evaluate its latest checkpoint with --config '
+          '<its config file> --config.eval_checkpoint=latest.')
+    model_state, _ = checkpoint.restore_weights(mngr, model_state, meta['step'])
+    return model_state, {'kind': 'best', **meta}
+  mngr = checkpoint.manager(workdir, read_only=True)
+  model_state, step = checkpoint.restore_weights(mngr, model_state, config.eval_checkpoint_step)
+  kind = 'latest' if config.eval_checkpoint_step is None else 'step'
+  return model_state, {'kind': kind, 'step': int(step), 'epoch': step / steps_per_epoch}
+
+
+def data_identity(config, datasets) -> dict:
+  """What results.json records about the data: the keys that define it, and sizes."""
+  ident = checkpoint.identity(config)
+  out = {k: ident[k] for k in config_lib.DATA_KEYS}
+  out['source_identity'] = builders.source_identity(config.dataset, out['data_source'])
+  out['image_shape'] = list(datasets.image_shape)
+  out['split_sizes'] = {'train': len(datasets.train),
+                        **{k: len(v) for k, v in datasets.eval.items()}}
+  return out
+
+
 def _markdown(results: dict) -> str:
-  lines = [f"# {results['model_name']} (step {results['step']}, {results['params']:,} params)",
-           '', '| split | accuracy | error % |', '|---|---|---|']
-  for name, acc in results['accuracy_by_split'].items():
-    lines.append(f'| {name} | {acc:.4f} | {100 * (1 - acc):.2f} |')
-  lines += ['', '| scale factor | accuracy | Delta features | Delta logits |', '|---|---|---|---|']
-  eq = results['equivariance']
-  for f in sorted(set(results['accuracy_vs_scale']) | set(eq['features']), key=float):
-    acc = results['accuracy_vs_scale'].get(f)
-    cells = [f'{acc:.4f}' if acc is not None else '-',
-             f"{eq['features'][f]:.4g}" if f in eq['features'] else '-',
-             f"{eq['logits'][f]:.4g}" if f in eq['logits'] else '-']
-    lines.append(f'| {float(f):.3f} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines) + '\n'
+  return tables.run_markdown(results)
 
 
 def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) -> dict:
-  """Evaluates the latest (or config.eval_checkpoint_step) checkpoint in `workdir`."""
+  """Evaluates the run in `workdir`: its best (or selected) checkpoint, every split once.
+
+  Args:
+    config: None to use the run's own config.json; else a config that agrees
+      with it on every model and data key (`run_config`).
+    workdir: the training workdir; results go to <workdir>/eval/.
+    datasets: optional pre-loaded data (tests); by default every split.
+
+  Returns:
+    The results dict written to results.json.
+  """
+  config = run_config(workdir, config)
   config_lib.validate(config)
   mesh = train_lib.make_mesh()
   train_lib.check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
@@ -79,33 +158,27 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) ->
     with config.unlocked():
       config.eval_splits = None  # every split: the fixed-scale ones included
     datasets = pipeline.get_datasets(config)
-  tx = train_lib.make_optimizer(config, train_lib.make_schedule(config, 1))
-  _, eval_def, state = train_lib.create_state(config, datasets.num_classes, tx, mesh)
-  mngr = checkpoint.manager(workdir, read_only=True)
-  if not mngr.all_steps():
-    raise checkpoint.CheckpointError(f'no checkpoint in {workdir}/checkpoints: train first.')
-  state, step = checkpoint.restore(mngr, state, config.eval_checkpoint_step)
-  model, _ = nnx.merge(eval_def, state)
+  eval_def, state = train_lib.create_model(config, datasets.num_classes, mesh)
+  state, selected = restore_selected(config, workdir, state,
+                                     max(datasets.steps_per_epoch(config.batch_size), 1))
+  step = selected['step']
+  model = nnx.merge(eval_def, state)
 
   by_split = {name: train_lib.evaluate_split(eval_def, state, split, config.eval_batch_size,
-                                             mesh)['accuracy']
+                                             mesh, input_norm=config.input_norm)['accuracy']
               for name, split in datasets.eval.items()}
   base = datasets.eval.get(generate.fixed_split_name(1.0)) or datasets.eval['test']
   n = min(config.eval_num_images, len(base))
   images = base.images[:n].astype(np.float32) / 255.0
-  features = jax.jit(model.features)
-  logits = jax.jit(model.__call__)
-  eq = {'features': {}, 'logits': {}}
-  for f in config.eval_scale_factors:
-    for name, fn in (('features', features), ('logits', logits)):
-      eq[name][_factor_key(f)] = batched_equivariance_error(fn, images, f, config.eval_batch_size)
+  eq = equivariance_results(model, images, config)
   results = {
       'model_name': config.model_name, 'model': config.model.to_dict(),
       'dataset': config.dataset, 'step': int(step), 'params': models.count_params(model),
+      'checkpoint': selected, 'data': data_identity(config, datasets),
       'test_accuracy': by_split.get('test'), 'test_error': 1 - by_split.get('test', np.nan),
       'accuracy_by_split': by_split,
-      'accuracy_vs_scale': accuracy_vs_scale(config, eval_def, state, datasets, mesh),
-      'equivariance': eq, 'equivariance_num_images': n,
+      'accuracy_vs_scale': accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split),
+      'equivariance': eq,
   }
   write_outputs(results, os.path.join(workdir, 'eval'))
   return results
@@ -120,36 +193,46 @@ def write_outputs(results: dict, out_dir: str) -> None:
   name = results['model_name']
   plots.plot_curves({name: results['accuracy_vs_scale']}, ylabel='test accuracy',
                     title=f'{name}: accuracy vs scale', path=os.path.join(out_dir, 'accuracy_vs_scale.png'))
-  plots.plot_curves({f'{name} {k}': v for k, v in results['equivariance'].items()},
-                    ylabel='equivariance error Delta(s)', logy=True,
-                    title=f'{name}: equivariance error',
-                    path=os.path.join(out_dir, 'equivariance_vs_scale.png'))
+  eq = results['equivariance']
+  if eq['layerwise']:
+    plots.plot_layers({f's = {float(f):.3f}': c for f, c in eq['layerwise'].items()},
+                      title=f'{name}: equivariance error by layer',
+                      path=os.path.join(out_dir, 'equivariance_by_layer.png'))
+
+
+def run_labels(workdirs) -> list[str]:
+  """Shortest distinct path tails: a/r0, b/r0 for two runs named r0; basenames otherwise.
+
+  Raises:
+    ValueError: the same workdir twice.
+  """
+  parts = [os.path.normpath(os.path.abspath(wd)).split(os.sep) for wd in workdirs]
+  if len({tuple(p) for p in parts}) < len(parts):
+    raise ValueError(f'a workdir is given twice: {list(workdirs)}.')
+  depth = 1
+  while len({tuple(p[-depth:]) for p in parts}) < len(parts):
+    depth += 1
+  return ['/'.join(p[-depth:]) for p in parts]
 
 
 def compare(workdirs, out_dir: str) -> dict:
   """Overlays the evaluated runs in `workdirs`; writes plots and comparison.md."""
   runs = {}
-  for wd in workdirs:
+  for wd, label in zip(workdirs, run_labels(workdirs)):
     path = os.path.join(wd, 'eval', 'results.json')
     if not os.path.exists(path):
       raise FileNotFoundError(f'{path} does not exist: run evaluate.py on {wd} first.')
     with open(path) as f:
       res = json.load(f)
-    runs[f"{res['model_name']} ({os.path.basename(os.path.normpath(wd))})"] = res
+    runs[f"{res['model_name']} ({label})"] = res
   os.makedirs(out_dir, exist_ok=True)
   plots.plot_curves({k: r['accuracy_vs_scale'] for k, r in runs.items()}, ylabel='test accuracy',
                     title='accuracy vs scale', path=os.path.join(out_dir, 'accuracy_vs_scale.png'))
-  plots.plot_curves({k: r['equivariance']['features'] for k, r in runs.items()}, logy=True,
-                    ylabel='Delta(s) on features', title='equivariance error (features)',
-                    path=os.path.join(out_dir, 'equivariance_vs_scale.png'))
-  lines = ['| run | params | step | test error % | Delta(0.5) | Delta(2.0) |',
-           '|---|---|---|---|---|---|']
-  for k, r in runs.items():
-    feats = r['equivariance']['features']
-    d = lambda f: f'{feats[_factor_key(f)]:.4g}' if _factor_key(f) in feats else '-'
-    err = r.get('test_error')
-    lines.append(f"| {k} | {r['params']:,} | {r['step']} | "
-                 f"{'-' if err is None else f'{100 * err:.2f}'} | {d(0.5)} | {d(2.0)} |")
+  half = _factor_key(0.5)
+  plots.plot_layers({k: r['equivariance']['layerwise'][half] for k, r in runs.items()
+                     if half in r['equivariance']['layerwise']},
+                    title='equivariance error by layer, s = 0.5',
+                    path=os.path.join(out_dir, 'equivariance_by_layer.png'))
   with open(os.path.join(out_dir, 'comparison.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+    f.write(tables.comparison_markdown(runs))
   return runs

@@ -25,3 +25,39 @@ def plot_curves(curves: dict, *, ylabel: str, title: str, path: str, logy: bool 
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def _layer_key(name: str):
+  """'lift' < 'block0.conv' < 'block0' < 'block1.conv' < ... < 'logits'."""
+  if name == 'lift':
+    return (-1, 0)
+  if name == 'logits':
+    return (10**6, 0)
+  block, _, part = name.partition('.')
+  return (int(block.removeprefix('block')), 0 if part else 1)
+
+
+def plot_layers(curves: dict, *, title: str, path: str,
+                ylabel: str = 'equivariance error Delta') -> None:
+  """curves: {label: {layer name: value}}; one line per label over the layers.
+
+  Layers of every curve share one axis, in network order ('lift', 'block0.conv',
+  'block0', ..., 'logits'), so models of different depths line up by name.
+  Missing or non-finite values leave a gap; the y axis is logarithmic.
+  """
+  names = sorted({n for c in curves.values() for n in c}, key=_layer_key)
+  fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+  for label, curve in curves.items():
+    ys = [curve.get(n) for n in names]
+    ax.plot(range(len(names)), [float('nan') if y is None else y for y in ys],
+            marker='o', label=label)
+  ax.set_xticks(range(len(names)), names, rotation=45, ha='right', fontsize=8)
+  ax.set_yscale('log')
+  ax.set_xlabel('representation')
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -47,8 +47,11 @@ def test_scale_space_transform_shifts_levels():
   lift = lambda x: gaussian_lift(x, num_scales=3, base=2.0, zero_scale=1.0)
   shifted = float(equivariance_error(lift, x, 2.0,
                                      out_transform=transforms.scale_space_transform(2.0)))
-  unshifted = float(equivariance_error(
-      lift, x, 2.0, out_transform=lambda a, y, s: (a, transforms.rescale(y, s))))
+
+  def unshifted(a, y, s):  # rescale each level, compare level k with level k
+    defined = transforms.rescale(jnp.ones_like(y[:1]), s) > 0.5
+    return jnp.where(defined, a, 0), jnp.where(defined, transforms.rescale(y, s), 0)
+  unshifted = float(equivariance_error(lift, x, 2.0, out_transform=unshifted))
   assert shifted < 0.02, shifted
   assert unshifted > 5 * shifted, (shifted, unshifted)
 
@@ -63,22 +66,57 @@ def test_curve_and_errors():
     equivariance_error(lambda x: x[:, None], x, 0.5)
 
 
+def _digits(n=32):
+  from scalenet.data import readers
+  return jnp.asarray(readers.read_mnist_5k()[0][:n], jnp.float32) / 255.0
+
+
+def _numpy_masked_delta(fn, x, factor, reduction):
+  """Delta from the definition, in numpy: the comparison region is where the
+  output pixel's source (p + 1/2 - (1 - s) n / 2) / s - 1/2 lies in [-1/2, n - 1/2]."""
+  a = np.asarray(fn(transforms.rescale(x, factor)), np.float64)
+  b = np.asarray(transforms.rescale(fn(x), factor), np.float64)
+  n = b.shape[1]
+  src = (np.arange(n) + 0.5 - (1 - factor) * n / 2) / factor - 0.5
+  inside = (src >= -0.5) & (src <= n - 0.5)
+  mask = np.outer(inside, inside)[None, :, :, None]
+  num = np.sum(((a - b) * mask) ** 2, axis=(1, 2, 3))
+  den = np.sum((b * mask) ** 2, axis=(1, 2, 3))
+  return np.mean(num / den) if reduction == 'mean' else num.sum() / den.sum()
+
+
 @pytest.mark.parametrize('reduction', ['mean', 'pooled'])
-def test_error_matches_numpy_definition_and_chunking_agrees(reduction):
-  from scalenet.evaluate import batched_equivariance_error
+@pytest.mark.parametrize('factor', [0.6, 1.7])
+def test_error_matches_numpy_definition(reduction, factor):
   x = jnp.concatenate([_smooth_images(), 0.3 * _smooth_images()[::-1]], axis=0)
-  fn = lambda v: jnp.tanh(3 * v) ** 2
-  # Independent computation in numpy, straight from the definition.
-  a = np.asarray(fn(transforms.rescale(x, 0.6)), np.float64)
-  b = np.asarray(transforms.rescale(fn(x), 0.6), np.float64)
-  num, den = np.sum((a - b) ** 2, axis=(1, 2, 3)), np.sum(b ** 2, axis=(1, 2, 3))
-  want = np.mean(num / den) if reduction == 'mean' else num.sum() / den.sum()
-  assert not np.isclose(np.mean(num / den), num.sum() / den.sum(), rtol=1e-3)
-  got = float(equivariance_error(fn, x, 0.6, reduction=reduction))
-  np.testing.assert_allclose(got, want, rtol=1e-5)
-  np.testing.assert_allclose(
-      batched_equivariance_error(fn, np.asarray(x), 0.6, batch=3, reduction=reduction),
-      want, rtol=1e-5)
+  fn = lambda v: jnp.tanh(3 * v + 0.2) ** 2  # nonzero on the background
+  want = _numpy_masked_delta(fn, x, factor, reduction)
+  got = float(equivariance_error(fn, x, factor, reduction=reduction))
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+@pytest.mark.parametrize('factor', [0.5, 2 ** (-1 / 3), 2.0])
+def test_positive_control_affine_map_on_mnist_digits(factor):
+  """x -> 2 x + 0.5 commutes with L_s wherever L_s is defined: Delta ~ 0."""
+  err = float(equivariance_error(lambda v: 2 * v + 0.5, _digits(), factor))
+  assert err < 1e-4, err
+
+
+def test_comparing_against_the_zero_fill_is_the_artefact_we_avoid():
+  """Control of the control: the same affine map scored against a zero-filled
+  L'_s fn(x) (no restriction to where it is defined) gets a large Delta."""
+  x = _digits()
+  zero_fill = lambda lhs, y, s: (lhs, transforms.rescale(y, s))
+  err = float(equivariance_error(lambda v: 2 * v + 0.5, x, 0.5, out_transform=zero_fill))
+  assert err > 0.5, err
+
+
+def test_negative_control_random_5x5_conv_on_mnist_digits():
+  k = jax.random.normal(jax.random.key(0), (5, 5, 1, 8))
+  conv = lambda v: jax.lax.conv_general_dilated(
+      v, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  err = float(equivariance_error(conv, _digits(), 0.5))
+  assert err > 0.05, err
 
 
 def test_a_dead_image_blows_up_the_mean_but_not_the_pooled_error():

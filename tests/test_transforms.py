@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from scalenet import rescale
-from scalenet.transforms import level_shift
+from scalenet import transforms
+from scalenet.representations import FactorError, level_shift
 
 
 def _blob(size=32, sigma=3.0, channels=2):
@@ -17,8 +18,10 @@ def _blob(size=32, sigma=3.0, channels=2):
 
 def test_factor_one_is_identity():
   x = jax.random.normal(jax.random.key(0), (2, 9, 12, 3))
-  np.testing.assert_allclose(rescale(x, 1.0), x, atol=1e-6)
-  np.testing.assert_allclose(rescale(x, 1.0, method='nearest'), x, atol=1e-6)
+  for method in transforms.METHODS:
+    for antialias in (False, True):
+      np.testing.assert_allclose(rescale(x, 1.0, method=method, antialias=antialias), x,
+                                 atol=1e-5)
 
 
 @pytest.mark.parametrize('factor', [0.5, 0.77, 1.3, 2.0])
@@ -29,7 +32,26 @@ def test_matches_map_coordinates_reference(factor):
   xs = (10 - 1) / 2 + (np.arange(10) - (10 - 1) / 2) / factor
   gy, gx = np.meshgrid(ys, xs, indexing='ij')
   ref = jax.scipy.ndimage.map_coordinates(x[0, ..., 0], [gy, gx], order=1, mode='constant')
-  np.testing.assert_allclose(y[0, ..., 0], ref, atol=1e-5)
+  # Bilinear without antialias is map_coordinates(order=1) wherever every tap
+  # lies inside the image; past the edge L_s renormalises where zero padding
+  # would darken, so compare one pixel inside the sampled support.
+  inside = lambda c, n: (c >= 0) & (c <= n - 1)
+  keep = np.outer(inside(ys, 13), inside(xs, 10))
+  y = rescale(x, factor, method='linear', antialias=False)
+  np.testing.assert_allclose(np.where(keep, y[0, ..., 0], 0), np.where(keep, ref, 0), atol=1e-5)
+
+
+@pytest.mark.parametrize('method', ['linear', 'cubic'])
+@pytest.mark.parametrize('factor', [0.5, 2 ** (-1 / 3), 2.0])
+def test_constant_is_kept_where_defined_and_zero_outside(method, factor):
+  """The canvas rule: L_s(c) = c where L_s is defined, 0 outside the shrunk image."""
+  n = 28
+  y = np.asarray(rescale(jnp.full((1, n, n, 1), 0.7), factor, method=method))[0, :, :, 0]
+  # Output pixel p samples the input at (p + 1/2 - (1 - s) n / 2) / s - 1/2.
+  src = (np.arange(n) + 0.5 - (1 - factor) * n / 2) / factor - 0.5
+  defined = (src >= -0.5) & (src <= n - 0.5)
+  np.testing.assert_allclose(y[np.ix_(defined, defined)], 0.7, atol=1e-5)
+  assert np.all(y[~defined] == 0) and np.all(y[:, ~defined] == 0)
 
 
 def test_shrink_then_enlarge_recovers_smooth_image():
@@ -60,6 +82,17 @@ def test_antialias_shrink_keeps_mass():
   assert abs(ratio - s**2) < 0.02 * s**2, ratio
 
 
+
+def test_antialias_averages_stripes_and_its_absence_aliases():
+  stripes = jnp.asarray(np.tile((np.arange(32) % 2)[None, :], (32, 1)), jnp.float32)
+  x = stripes[None, :, :, None]
+  inner = (0, slice(12, 20), slice(12, 20), 0)
+  smooth = float(jnp.std(rescale(x, 0.4, antialias=True)[inner]))
+  aliased = float(jnp.std(rescale(x, 0.4, antialias=False)[inner]))
+  assert smooth < 0.05, smooth
+  assert aliased > 4 * smooth and aliased > 0.1, (smooth, aliased)
+
+
 def test_rescale_bad_input():
   x = jnp.zeros((1, 8, 8, 1))
   for bad in (0.0, -1.0, float('nan'), float('inf')):
@@ -69,4 +102,14 @@ def test_rescale_bad_input():
     rescale(x[0], 0.5)
   with pytest.raises(ValueError, match='method'):
     rescale(x, 0.5, method='bicubic')
+  with pytest.raises(ValueError, match='method'):
+    transforms.RescaleSpec('nearest')
+
+
+def test_level_shift_never_rounds():
   assert level_shift(2.0, 2.0) == 1 and level_shift(0.25, 2.0) == -2
+  assert level_shift(0.5, 2 ** (1 / 3)) == -3 and level_shift(2 ** (-1 / 3), 2 ** (1 / 3)) == -1
+  with pytest.raises(FactorError, match=r'nearest valid factors are 1 \(r\^0\) and 2 \(r\^1\)'):
+    level_shift(1.5, 2.0)
+  with pytest.raises(FactorError, match='not an integer power'):
+    level_shift(0.5, 1.5)

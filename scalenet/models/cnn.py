@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flax import nnx
 
-from scalenet import layers
+from scalenet import layers, representations as reps
 from scalenet.models import common
 
 
-class CNN(nnx.Module):
+class CNN(common.Representable):
   """Conv blocks with ordinary 3x3 convs, then the shared head.
 
   Args:
@@ -41,14 +41,14 @@ class CNN(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.head = common.Head(channels[-1], num_classes, rngs=rngs)
 
-  def features(self, x):
-    """Last feature map before the head: [B, H', W', C]."""
-    for block in self.blocks:
-      x = block(x)
-    return x
+  def representations(self, x):
+    """Every block's conv output and output [B, H', W', C], then the logits."""
+    out = {}
+    out['logits'] = self.head(common.block_representations(self.blocks, x, out))
+    return out
 
-  def __call__(self, x):
-    return self.head(self.features(x))
+  def scale_actions(self):
+    return {**common.block_actions(len(self.blocks), reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 def cnn(num_classes=10, *, rngs, **kwargs):

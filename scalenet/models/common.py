@@ -1,11 +1,17 @@
-"""Pieces every model family shares: conv blocks and the classification head."""
+"""Pieces every model family shares: conv blocks, the head, the representation protocol.
+
+Every model implements `representations(x) -> {name: array}` and
+`scale_actions() -> {name: Action}` (see scalenet/representations.py);
+`Representable` derives `__call__` (the logits) from them.
+"""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import layers
+from scalenet import layers, representations
 
 # Running-statistics momentum of every BatchNorm: new = 0.9 * old + 0.1 * batch,
 # PyTorch's default (momentum=0.1 there), which the reference DSS/SESN code
@@ -45,9 +51,39 @@ class Block(nnx.Module):
     self.bn = batch_norm(features, rngs=rngs)
     self.pool, self.pool_padding = pool, pool_padding
 
+  def trace(self, x):
+    """(conv output before relu, BatchNorm and pooling; block output)."""
+    c = self.conv(x)
+    y = self.bn(nnx.relu(c))
+    return c, (layers.max_pool(y, 2, self.pool_padding) if self.pool else y)
+
   def __call__(self, x):
-    y = self.bn(nnx.relu(self.conv(x)))
-    return layers.max_pool(y, 2, self.pool_padding) if self.pool else y
+    return self.trace(x)[1]
+
+
+def block_representations(blocks, x, reps: dict) -> jax.Array:
+  """Runs `blocks`, recording 'block{i}.conv' and 'block{i}' in `reps`; returns the output."""
+  for i, block in enumerate(blocks):
+    reps[f'block{i}.conv'], x = block.trace(x)
+    reps[f'block{i}'] = x
+  return x
+
+
+def block_actions(num_blocks: int, action: representations.Action) -> dict:
+  """{'block{i}.conv': action, 'block{i}': action} for every block."""
+  return {f'{name}': action for i in range(num_blocks)
+          for name in (f'block{i}.conv', f'block{i}')}
+
+
+class Representable(nnx.Module):
+  """Mixin: the logits are the last representation.
+
+  Subclasses implement `representations(x)` (ending in 'logits') and
+  `scale_actions()`; `__call__` reuses the former, so the two cannot drift.
+  """
+
+  def __call__(self, x):
+    return self.representations(x)['logits']
 
 
 def pool_flags(depth: int, pools: int) -> list[bool]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 
+import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import _checks, layers, scale_convolution, scale_space
+from scalenet import _checks, layers, representations as reps, scale_convolution, scale_space
 from scalenet.models import common
 
 
-class DSS(nnx.Module):
+class DSS(common.Representable):
   """gaussian_lift -> scale-conv blocks -> scale_pool -> head (DSS v1).
 
   Args:
@@ -67,24 +68,30 @@ class DSS(nnx.Module):
       z = block(z)
     return z
 
-  def scale_features(self, x):
-    """Pre-pool features [B, S, H', W', C']."""
-    return self.backbone(self.lift(x))
+  def representations(self, x):
+    """'lift' and every block [B, S, H', W', C] (levels `base` apart), then the logits."""
+    out = {'lift': self.lift(x)}
+    z = common.block_representations(self.blocks, out['lift'], out)
+    out['logits'] = self.head(scale_convolution.scale_pool(z, self.scale_pool_mode))
+    return out
 
-  def features(self, x):
-    """Scale-pooled features [B, H', W', C'] (the map the head reads)."""
-    return scale_convolution.scale_pool(self.scale_features(x), self.scale_pool_mode)
-
-  def __call__(self, x):
-    return self.head(self.features(x))
+  def scale_actions(self):
+    levels = reps.scale_space(self.base)
+    return {'lift': levels, **common.block_actions(len(self.blocks), levels),
+            'logits': reps.INVARIANT}
 
 
-class DSSv2(nnx.Module):
+class DSSv2(common.Representable):
   """bilinear_lift -> tied conv blocks per level -> match_sizes -> scale_pool -> head.
 
   Every level is processed at its own resolution by the same (ordinary)
   convs; `match_sizes` max-pools all levels to the coarsest before pooling
-  over scales.
+  over scales. BatchNorm statistics are shared across levels, as in DSS v1:
+  each block normalises the pixels of all levels together, so train mode
+  (batch statistics) and eval mode (one running average) see the same
+  mixture. Its representations are shown on the coarsest level's grid
+  (`match_sizes`, as the head reads them): a scale-space tensor whose levels
+  are `base` apart.
   """
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
@@ -101,20 +108,42 @@ class DSSv2(nnx.Module):
         for i, pool in enumerate(common.pool_flags(len(channels), pools))])
     self.head = common.Head(channels[-1], num_classes, rngs=rngs)
 
-  def scale_features(self, x):
-    """[B, S, h, w, C]: each level's features max-pooled to the coarsest size."""
-    levels = []
-    for z in scale_space.bilinear_lift(x, num_scales=self.num_scales, base=self.base):
-      for block in self.blocks:
-        z = block(z)
-      levels.append(z)
-    return scale_space.match_sizes(levels)
+  def representations(self, x):
+    """'lift' and every block on the coarsest grid [B, S, h, w, C], then the logits."""
+    levels = scale_space.bilinear_lift(x, num_scales=self.num_scales, base=self.base)
+    out = {'lift': scale_space.match_sizes(levels)}
+    for i, block in enumerate(self.blocks):
+      convs, levels = _shared_norm_block(block, levels)
+      out[f'block{i}.conv'] = scale_space.match_sizes(convs)
+      out[f'block{i}'] = scale_space.match_sizes(levels)
+    pooled = scale_convolution.scale_pool(out[f'block{len(self.blocks) - 1}'],
+                                          self.scale_pool_mode)
+    out['logits'] = self.head(pooled)
+    return out
 
-  def features(self, x):
-    return scale_convolution.scale_pool(self.scale_features(x), self.scale_pool_mode)
+  def scale_actions(self):
+    levels = reps.scale_space(self.base)
+    return {'lift': levels, **common.block_actions(len(self.blocks), levels),
+            'logits': reps.INVARIANT}
 
-  def __call__(self, x):
-    return self.head(self.features(x))
+
+def _shared_norm_block(block: common.Block, levels):
+  """A conv block over levels of different sizes, BatchNorm statistics shared.
+
+  Returns (conv outputs, block outputs), one per level. The relu'd conv
+  outputs of every level are normalised as one set of pixels (weighted by
+  their count, as BatchNorm over [B, S, H, W, C] weighs DSS v1's levels).
+  """
+  convs = [block.conv(z) for z in levels]
+  flat = jnp.concatenate([nnx.relu(c).reshape(-1, c.shape[-1]) for c in convs])
+  normed = block.bn(flat)
+  outs, start = [], 0
+  for c in convs:
+    n = c.size // c.shape[-1]
+    y = normed[start:start + n].reshape(c.shape)
+    outs.append(layers.max_pool(y, 2, block.pool_padding) if block.pool else y)
+    start += n
+  return convs, outs
 
 
 def dss_v1(num_classes=10, *, rngs, **kwargs):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import _checks, layers, scale_convolution, scale_space
+from scalenet import _checks, layers, representations as reps, scale_convolution, scale_space
 from scalenet.models import common
 
 
@@ -35,15 +35,19 @@ class Bottleneck(nnx.Module):
     self.proj = _pointwise(cin, cout, rngs, stride) if needs_proj else None
     self.proj_bn = common.batch_norm(cout, rngs=rngs) if needs_proj else None
 
-  def __call__(self, x):
+  def trace(self, x):
+    """(the 3x3 scale conv's output, the block's output)."""
     y = nnx.relu(self.bn1(self.conv1(x)))
-    y = nnx.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
+    c = self.conv2(y)
+    y = self.bn3(self.conv3(nnx.relu(self.bn2(c))))
     shortcut = x if self.proj is None else self.proj_bn(self.proj(x))
-    return nnx.relu(y + shortcut)
+    return c, nnx.relu(y + shortcut)
+
+  def __call__(self, x):
+    return self.trace(x)[1]
 
 
-class ResNetScale(nnx.Module):
+class ResNetScale(common.Representable):
   """Scale-conv ResNet for CIFAR-sized inputs [B, 32, 32, 3].
 
   Args:
@@ -74,19 +78,25 @@ class ResNetScale(nnx.Module):
     self.blocks = nnx.List(blocks)
     self.head = nnx.Linear(cin, num_classes, rngs=rngs)
 
-  def scale_features(self, x):
-    z = scale_space.gaussian_lift(x, num_scales=self.num_scales, base=self.base,
-                                  zero_scale=self.zero_scale)
-    z = nnx.relu(self.stem_bn(self.stem(z)))
-    for block in self.blocks:
-      z = block(z)
-    return z
+  def representations(self, x):
+    """'lift', the stem as block 0, every bottleneck [B, S, H', W', C], the logits.
 
-  def features(self, x):
-    return scale_convolution.scale_pool(self.scale_features(x), 'mean')
+    A bottleneck's 'conv' is its 3x3 scale conv (before its BatchNorm).
+    """
+    out = {'lift': scale_space.gaussian_lift(x, num_scales=self.num_scales, base=self.base,
+                                             zero_scale=self.zero_scale)}
+    out['block0.conv'] = self.stem(out['lift'])
+    z = out['block0'] = nnx.relu(self.stem_bn(out['block0.conv']))
+    for i, block in enumerate(self.blocks, start=1):
+      out[f'block{i}.conv'], z = block.trace(z)
+      out[f'block{i}'] = z
+    out['logits'] = self.head(jnp.mean(scale_convolution.scale_pool(z, 'mean'), axis=(1, 2)))
+    return out
 
-  def __call__(self, x):
-    return self.head(jnp.mean(self.features(x), axis=(1, 2)))
+  def scale_actions(self):
+    levels = reps.scale_space(self.base)
+    return {'lift': levels, **common.block_actions(len(self.blocks) + 1, levels),
+            'logits': reps.INVARIANT}
 
 
 def resnet_scale(num_classes=10, *, rngs, **kwargs):

@@ -1,0 +1,286 @@
+"""2-D convolution of NHWC images with HWIO kernels: the one entry point models use.
+
+  conv2d(x, kernel, padding=...) == lax.conv_general_dilated(x, kernel, ...)
+
+Every model of the published scale-MNIST table calls this function for its
+spatial convolutions, so a faster path for a layer shape changes every model
+at once. Two paths compute the same cross-correlation:
+
+  * 'direct': `lax.conv_general_dilated`.
+  * 'fft': rfft2 of the input and of the flipped (and dilated) kernel, a
+    complex contraction over the input channels at every frequency, irfft2,
+    crop. Its cost hardly depends on the kernel size, so it wins for the
+    13x13-17x17 kernels of SESN/DISCO and the dilated kernels of DSS, where
+    XLA:CPU's direct convolution collapses (speed issue: 23.6 s against
+    0.39 s forward for one SESN layer).
+
+`method='auto'` picks one per call from the static shapes at trace time with
+a cost model (`choose_method`), not a timing: the choice must be the same in
+every process and under any machine load (tests pin it, jit traces it once),
+and a one-off timing on this shared 2-core machine would flip with the load
+of the other processes. The model's constants were measured on that CPU
+(benchmarks/conv_bench.py prints both paths and the model's pick for every
+layer shape of the model zoo). On GPU, 'auto' is 'direct' (cuDNN chooses its
+own algorithms, FFT among them).
+
+Where the channel counts are odd sizes (63, 95, 252 = 4 x 63, ...), 'auto'
+may zero-pad the channel axes internally (`padded_channels`): the result, its
+gradients and the parameters are exactly those of the unpadded conv.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import jax
+import jax.numpy as jnp
+
+from scalenet import _checks
+
+_DN = ('NHWC', 'HWIO', 'NHWC')
+METHODS = ('auto', 'direct', 'fft')
+_forced = [None]  # set by `force_method`, read at trace time
+
+
+@contextlib.contextmanager
+def force_method(method: str | None):
+  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'fft').
+
+  For benchmarks and tests that run whole models down one path. Clears JAX's
+  compilation caches on entry and exit, so no function traced under another
+  choice is reused.
+  """
+  if method not in (None, 'direct', 'fft'):
+    raise ValueError(f"force_method takes None, 'direct' or 'fft'; got {method!r}.")
+  previous = _forced[0]
+  _forced[0] = method
+  jax.clear_caches()
+  try:
+    yield
+  finally:
+    _forced[0] = previous
+    jax.clear_caches()
+
+
+def resolve_padding(padding, size, k: int, stride: int, dilation: int):
+  """lax-style explicit ((lo, hi), (lo, hi)) padding for a 2-D conv.
+
+  Args:
+    padding: 'SAME', 'VALID', an int, or two (lo, hi) pairs.
+    size: (H, W) of the input.
+    k: (kh, kw) of the kernel before dilation.
+  """
+  if isinstance(padding, str):
+    if padding == 'VALID':
+      return ((0, 0), (0, 0))
+    if padding != 'SAME':
+      raise ValueError(f"conv2d padding must be 'SAME', 'VALID', an int or pairs; "
+                       f'got {padding!r}.')
+    pads = []
+    for n, kk in zip(size, k):
+      eff = (kk - 1) * dilation + 1
+      out = -(-n // stride)
+      total = max((out - 1) * stride + eff - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def _fft_size(n: int) -> int:
+  """Smallest even 2,3,5,7-smooth integer >= n (sizes pocketfft/cuFFT do fast)."""
+  m = n + n % 2
+  while True:
+    r = m
+    for p in (2, 3, 5, 7):
+      while r % p == 0:
+        r //= p
+    if r == 1:
+      return m
+    m += 2
+
+
+def trim_taps(k: int, size: int, pads, stride: int, dilation: int):
+  """Drops kernel taps that only ever read zero padding: (first tap, taps, pads).
+
+  Tap i of output t reads input row i * dilation - lo + t * stride. A tap
+  whose rows all fall outside [0, size) contributes nothing (a dilated 7x7
+  kernel at dilation 4 on a 7x7 map keeps its middle 3x3), so the conv with
+  the remaining taps and the padding shifted to match is the same function.
+  """
+  lo, hi = pads
+  eff = (k - 1) * dilation + 1
+  out = (size + lo + hi - eff) // stride + 1
+  useful = [i for i in range(k)
+            if i * dilation - lo + (out - 1) * stride >= 0 and i * dilation - lo <= size - 1]
+  if out < 1 or not useful or len(useful) == k:
+    return 0, k, (lo, hi)
+  i0, kk = useful[0], useful[-1] - useful[0] + 1
+  new_lo = lo - i0 * dilation
+  new_hi = (out - 1) * stride + (kk - 1) * dilation + 1 - size - new_lo
+  return i0, kk, (new_lo, new_hi)
+
+
+def padded_channels(c: int) -> int:
+  """The channel count 'auto' computes with: c, or c rounded up to a multiple of 32.
+
+  Rounds up only where that adds at most 1/16 (63 -> 64, 95 -> 96, 252 -> 256,
+  380 -> 384), never tiny counts: XLA:CPU's kernels are tuned for multiples of
+  the vector width; measured in benchmarks/conv_bench.py.
+  """
+  up = -(-c // 32) * 32
+  return up if c >= 32 and (up - c) * 16 <= c else c
+
+
+# Cost model (CPU): seconds = flops / rate, for forward+backward (training is
+# what matters). Rates were fitted to timings of both paths on the 2-core EPYC
+# (benchmarks/conv_bench.py; batch 16, layer shapes of the model zoo). They
+# decide the clear cases right (3x3: direct; 13x13-17x17: FFT, 3-100x apart);
+# near the crossover (7x7 with 32-95 channels) the two paths are within ~30%
+# of each other, so a wrong pick there costs little.
+_DIRECT_RATE = 50e9  # XLA:CPU's direct conv, >= 8 input channels
+_DIRECT_RATE_THIN = 20e9  # fewer input channels (the first layer)
+# A kernel larger than the input collapses XLA:CPU's direct conv (15x15 on a
+# 14x14 map: 4 s at batch 16, 4 GFLOP/s; 13x13 on the same map: 40 GFLOP/s).
+_DIRECT_RATE_COLLAPSED = 4e9
+_SPECTRAL_RATE = 10e9  # the complex contraction over input channels
+_FFT_RATE = 5e9  # 2.5 n log2 n flops per 2-D FFT, with its transposes and crops
+
+
+def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> float:
+  """Modelled seconds of conv2d forward+backward on XLA:CPU for these shapes."""
+  b, h, w, cin = x_shape
+  kh, kw, _, cout = k_shape
+  (pt, pb), (pl, pr) = pads
+  ekh, ekw = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+  hp, wp = h + pt + pb, w + pl + pr
+  ho, wo = (hp - ekh) // stride + 1, (wp - ekw) // stride + 1
+  if method == 'direct':
+    flops = 3 * 2 * b * ho * wo * kh * kw * cin * cout
+    rate = _DIRECT_RATE if cin >= 8 else _DIRECT_RATE_THIN
+    if kh > h or kw > w:
+      rate = _DIRECT_RATE_COLLAPSED
+    return flops / rate
+  n1, n2 = _fft_size(hp), _fft_size(wp)
+  freq = n1 * (n2 // 2 + 1)
+  # fwd: X K; bwd: dY conj(K) and sum_b conj(X) dY; 8 real flops per complex MAC.
+  spectral = 3 * 8 * b * freq * cin * cout
+  # fwd: FFT of x, of k, inverse of y; bwd: FFT of dy, inverses of dx and dk.
+  ffts = 2 * (b * cin + cin * cout + b * cout)
+  fft_flops = ffts * 2.5 * n1 * n2 * math.log2(n1 * n2)
+  return spectral / _SPECTRAL_RATE + fft_flops / _FFT_RATE
+
+
+def choose_method(x_shape, k_shape, pads, stride: int = 1, dilation: int = 1,
+                  backend: str | None = None) -> str:
+  """'direct' or 'fft' for these static shapes (see the module docstring)."""
+  backend = backend or jax.default_backend()
+  if backend != 'cpu':
+    return 'direct'
+  args = (x_shape, k_shape, pads, stride, dilation)
+  return 'fft' if cost('fft', *args) < cost('direct', *args) else 'direct'
+
+
+def _direct(x, kernel, pads, stride, dilation):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), pads, rhs_dilation=(dilation, dilation),
+      dimension_numbers=_DN)
+
+
+def _fft(x, kernel, pads, stride, dilation):
+  """Cross-correlation by FFT: circular convolution with the flipped kernel.
+
+  With F = the padded input's size (or more) there is no wrap-around where the
+  output is read: output[i] = circ(x_pad, flip(k))[i + kh - 1]. The left
+  padding is not materialised: it is a shift of where the output is read.
+  """
+  b, h, w, cin = x.shape
+  kh, kw, _, cout = kernel.shape
+  if dilation > 1:
+    dil = jnp.zeros(((kh - 1) * dilation + 1, (kw - 1) * dilation + 1, cin, cout),
+                    kernel.dtype)
+    kernel = dil.at[::dilation, ::dilation].set(kernel)
+    kh, kw = kernel.shape[:2]
+  (pt, pb), (pl, pr) = pads
+  # Negative padding crops the input (as in lax).
+  x = x[:, max(-pt, 0):h + min(pb, 0), max(-pl, 0):w + min(pr, 0)]
+  (pt, pb), (pl, pr) = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+  h, w = x.shape[1:3]
+  hp, wp = h + pt + pb, w + pl + pr
+  ho, wo = hp - kh + 1, wp - kw + 1
+  if pt > kh - 1 or pl > kw - 1:  # only the excess over the shift is padded
+    ex_t, ex_l = max(pt - kh + 1, 0), max(pl - kw + 1, 0)
+    x = jnp.pad(x, ((0, 0), (ex_t, 0), (ex_l, 0), (0, 0)))
+    pt, pl = pt - ex_t, pl - ex_l
+  n1, n2 = _fft_size(hp), _fft_size(wp)
+  # FFTs act on the trailing axes: channels first.
+  xf = jnp.fft.rfft2(jnp.moveaxis(x, 3, 1), s=(n1, n2))  # [B, Cin, n1, n2r]
+  kf = jnp.fft.rfft2(jnp.transpose(kernel[::-1, ::-1], (2, 3, 0, 1)), s=(n1, n2))
+  yf = jnp.einsum('bihw,iohw->bohw', xf, kf)
+  y = jnp.fft.irfft2(yf, s=(n1, n2))  # [B, Cout, n1, n2]
+  r0, c0 = kh - 1 - pt, kw - 1 - pl
+  y = y[:, :, r0:r0 + ho:stride, c0:c0 + wo:stride]
+  return jnp.moveaxis(y, 1, 3).astype(x.dtype)
+
+
+def _pad_channels(x, kernel):
+  cin, cout = kernel.shape[2], kernel.shape[3]
+  pin, pout = padded_channels(cin), padded_channels(cout)
+  if pin != cin:
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pin - cin)))
+  if pin != cin or pout != cout:
+    kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, pin - cin), (0, pout - cout)))
+  return x, kernel
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
+           dilation: int = 1, method: str = 'auto', pad_channels: bool | None = None
+           ) -> jax.Array:
+  """Cross-correlation of x [B, H, W, Cin] with kernel [kh, kw, Cin, Cout].
+
+  Args:
+    x: images [B, H, W, Cin].
+    kernel: [kh, kw, Cin, Cout].
+    padding: 'SAME', 'VALID', an int (both sides of both axes) or lax pairs.
+    stride: spatial stride.
+    dilation: kernel dilation.
+    method: 'auto' (cost model, see `choose_method`), 'direct' or 'fft'.
+    pad_channels: zero-pad the channel axes to `padded_channels` inside the
+      conv (same result); None: only where 'auto' chose the direct path on CPU.
+
+  Returns:
+    [B, H', W', Cout] in x's dtype.
+
+  Raises:
+    ValueError: wrong ranks, mismatched channels, an unknown method or padding.
+  """
+  _checks.check_rank(x, 4, 'conv2d input', '[B, H, W, C]')
+  _checks.check_rank(kernel, 4, 'conv2d kernel', '[kh, kw, Cin, Cout]')
+  if x.shape[-1] != kernel.shape[2]:
+    raise ValueError(f'conv2d: input has {x.shape[-1]} channels but the kernel expects '
+                     f'{kernel.shape[2]}.')
+  if method not in METHODS:
+    raise ValueError(f'conv2d method must be one of {METHODS}; got {method!r}.')
+  stride = _checks.positive_int(stride, 'stride')
+  dilation = _checks.positive_int(dilation, 'dilation')
+  pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], stride, dilation)
+  kernel = kernel.astype(x.dtype)
+  # Exact: taps that read only padding are dropped (see `trim_taps`).
+  (r0, kh, pad_h), (c0, kw, pad_w) = [
+      trim_taps(k, n, p, stride, dilation)
+      for k, n, p in zip(kernel.shape[:2], x.shape[1:3], pads)]
+  kernel = kernel[r0:r0 + kh, c0:c0 + kw]
+  pads = (pad_h, pad_w)
+  auto = method == 'auto'
+  if auto:
+    method = _forced[0] or choose_method(x.shape, kernel.shape, pads, stride, dilation)
+  if pad_channels is None:
+    pad_channels = auto and method == 'direct' and jax.default_backend() == 'cpu'
+  cout = kernel.shape[3]
+  if pad_channels:
+    x, kernel = _pad_channels(x, kernel)
+  fn = _fft if method == 'fft' else _direct
+  y = fn(x, kernel, pads, stride, dilation)
+  return y[..., :cout] if y.shape[-1] != cout else y
