@@ -21,11 +21,14 @@ import jax.numpy as jnp
 
 from scalenet import _checks
 
-IMPLS = ('gather', 'map_coordinates')
-# Measured on CPU (benchmarks/README.md), DCN-sized layer: map_coordinates
-# 14.7 ms forward vs 48.3 ms for gather; forward+backward 96 vs 87 ms. The
-# 3x faster forward (evaluation, equivariance curves) outweighs the 10%.
-DEFAULT_IMPL = 'map_coordinates'
+IMPLS = ('gather', 'map_coordinates', 'vjp')
+# Measured on CPU (benchmarks/README.md), DCN-sized layer (B=32, 28x28,
+# 32->32, 3x3), one run with the machine loaded by other jobs: forward
+# 232 ms (gather), 73 (map_coordinates), 96 (vjp); forward+backward 1439,
+# 1407 and 363 ms. Autodiff's backward of either sampler is a scatter per
+# corner through a chain of transposes; 'vjp' reuses the forward's corner
+# indices and weights and scatters once (a segment sum over the 4 corners).
+DEFAULT_IMPL = 'vjp'
 
 
 def output_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
@@ -59,6 +62,77 @@ def _sample_gather(x, ys, xs):
   return out
 
 
+def _corners(ys, xs, h, w):
+  """Flat indices into the zero-ringed [(h+2) * (w+2)] image and the bilinear
+  weights of the four corners of every sampling point, and the fractional
+  parts (ly, lx) from which the weights' derivatives follow.
+
+  Returns:
+    idx [4, ...] int32, wts [4, ...], ly, lx; `...` the shape of ys.
+  """
+  y0, x0 = jnp.floor(ys), jnp.floor(xs)
+  ly, lx = ys - y0, xs - x0
+  y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
+  idx, wts = [], []
+  for dy, wy in ((0, 1 - ly), (1, ly)):
+    iy = jnp.clip(y0 + dy, -1, h) + 1
+    for dx, wx in ((0, 1 - lx), (1, lx)):
+      idx.append(iy * (w + 2) + jnp.clip(x0 + dx, -1, w) + 1)
+      wts.append(wy * wx)
+  return jnp.stack(idx), jnp.stack(wts), ly, lx
+
+
+def _flat_rows(x, ys):
+  """x [B, H, W, G, Cg] -> rows [B*G*(H+2)*(W+2), Cg] and the row offset of
+  every (b, g) as an array broadcastable to ys [B, Ho, Wo, G, K]."""
+  b, h, w, g, cg = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
+  rows = jnp.moveaxis(xp, 3, 1).reshape(-1, cg)
+  plane = (h + 2) * (w + 2)
+  base = (jnp.arange(b)[:, None] * g + jnp.arange(g)[None, :]) * plane  # [B, G]
+  return rows, base[:, None, None, :, None]
+
+
+@jax.custom_vjp
+def _sample_vjp(x, ys, xs):
+  """`_sample_gather` with a hand-written backward (see `_sample_vjp_bwd`)."""
+  return _sample_vjp_fwd(x, ys, xs)[0]
+
+
+def _sample_vjp_fwd(x, ys, xs):
+  rows, base = _flat_rows(x, ys)
+  idx, wts, ly, lx = _corners(ys, xs, x.shape[1], x.shape[2])
+  idx = idx + base
+  out = sum(rows[idx[c]] * wts[c][..., None].astype(x.dtype) for c in range(4))
+  return out, (x, idx, wts, ly, lx)
+
+
+def _sample_vjp_bwd(res, g):
+  """Reuses the forward's corner indices and weights.
+
+  d x: every corner's weighted cotangent rows go back to the pixel they were
+  read from, in one segment sum over the four corners. d ys, d xs: the
+  derivative of the bilinear weights (+-wx, +-wy) times the corner values,
+  contracted with the cotangent over channels.
+  """
+  x, idx, wts, ly, lx = res
+  b, h, w, gr, cg = x.shape
+  rows, _ = _flat_rows(x, idx[0])
+  data = (g[None] * wts[..., None].astype(g.dtype)).reshape(-1, cg)
+  drows = jax.ops.segment_sum(data, idx.reshape(-1), num_segments=rows.shape[0])
+  dx = jnp.moveaxis(drows.reshape(b, gr, h + 2, w + 2, cg), 1, 3)[:, 1:-1, 1:-1]
+  # <g, value of corner c> for every sampling point: [4, B, Ho, Wo, G, K].
+  gv = jnp.stack([jnp.einsum('...c,...c->...', g, rows[idx[c]],
+                             preferred_element_type=jnp.float32) for c in range(4)])
+  # Corners in the order (y0,x0), (y0,x1), (y1,x0), (y1,x1).
+  dys = (gv[2] - gv[0]) * (1 - lx) + (gv[3] - gv[1]) * lx
+  dxs = (gv[1] - gv[0]) * (1 - ly) + (gv[3] - gv[2]) * ly
+  return dx.astype(x.dtype), dys.astype(ly.dtype), dxs.astype(lx.dtype)
+
+
+_sample_vjp.defvjp(_sample_vjp_fwd, _sample_vjp_bwd)
+
+
 def _sample_map_coordinates(x, ys, xs):
   """The same sampling through jax.scipy.ndimage.map_coordinates (order 1)."""
   def one_plane(img, yy, xx):  # img [H, W]; yy, xx [Ho, Wo, K]
@@ -83,7 +157,9 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
     kernel: [kh, kw, Cin, Cout].
     mask: None, or [B, Ho, Wo, kh*kw] ([B, Ho, Wo, G, kh*kw] with groups).
     stride, padding, dilation: int or (h, w) pair, as in torchvision.
-    impl: 'gather' or 'map_coordinates' (same result, different speed).
+    impl: 'gather', 'map_coordinates' (both differentiated by autodiff) or
+      'vjp' (the gather with a hand-written backward): same result and
+      gradients, different speed.
 
   Returns:
     [B, Ho, Wo, Cout].
@@ -131,7 +207,8 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
   xs = base_x[None, :, :, None] + offsets[..., 1]
 
   xg = x.reshape(b, h, w, groups, cin // groups)
-  sample = _sample_gather if impl == 'gather' else _sample_map_coordinates
+  sample = {'gather': _sample_gather, 'map_coordinates': _sample_map_coordinates,
+            'vjp': _sample_vjp}[impl]
   cols = sample(xg, ys, xs)  # [B, Ho, Wo, G, K, Cg]
   if mask is not None:
     cols = cols * mask[..., None].astype(cols.dtype)

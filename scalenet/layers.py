@@ -10,9 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import _checks, deform, scale_convolution
-
-_DN = ('NHWC', 'HWIO', 'NHWC')
+from scalenet import _checks, conv, deform, scale_convolution
 
 
 def _he(rngs, shape, fan_in):
@@ -169,16 +167,13 @@ class SteerableConv(nnx.Module):
     s, k = kern.shape[0], kern.shape[1]
     if self.mode in ('lift', 'max'):
       stacked = jnp.moveaxis(kern, 0, -2).reshape(k, k, kern.shape[3], -1)
-      y = jax.lax.conv_general_dilated(x, stacked.astype(x.dtype), (1, 1), 'SAME',
-                                       dimension_numbers=_DN)
+      y = conv.conv2d(x, stacked, padding='SAME')
       y = jnp.moveaxis(y.reshape(*y.shape[:3], s, -1), 3, 1) + self.bias[...]
       return y if self.mode == 'lift' else y.max(axis=1)
     # One conv per level: on XLA:CPU a feature-grouped conv over the levels
     # was 7x slower than this loop (benchmarks/compare_torch.py, SESN step).
     xs = scale_convolution._interaction_stack(x, self.interaction)
-    y = jnp.stack([jax.lax.conv_general_dilated(xs[:, j], kern[j].astype(x.dtype), (1, 1),
-                                                'SAME', dimension_numbers=_DN)
-                   for j in range(s)], axis=1)
+    y = jnp.stack([conv.conv2d(xs[:, j], kern[j], padding='SAME') for j in range(s)], axis=1)
     return y + self.bias[...]
 
 

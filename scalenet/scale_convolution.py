@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scalenet import _checks
+from scalenet import _checks, conv
 
 IMPLS = ('loop', 'stacked', 'grouped', 'im2col')
 # Measured on CPU (benchmarks/README.md), DSS-sized layer fwd+bwd: loop 68 ms,
@@ -51,11 +51,9 @@ def _same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, i
 
 
 def _conv_level(x, kernel, stride, dilation):
-  pads = [_same_padding(n, k, stride, dilation)
-          for n, k in zip(x.shape[1:3], kernel.shape[:2])]
-  return jax.lax.conv_general_dilated(
-      x, kernel, (stride, stride), pads, rhs_dilation=(dilation, dilation),
-      dimension_numbers=_DN)
+  # conv.conv2d picks the direct or FFT path per shape and drops the taps of
+  # large dilations that read only padding.
+  return conv.conv2d(x, kernel, padding='SAME', stride=stride, dilation=dilation)
 
 
 def _scale_conv_loop(x, kernel, dils, stride):

@@ -100,3 +100,28 @@ def test_deform_conv_bad_input():
     deform_conv(x, jnp.zeros((1, 6, 6, 3, 9, 2)), k, padding=1)
   with pytest.raises(ValueError, match='impl'):
     deform_conv(x, jnp.zeros((1, 6, 6, 9, 2)), k, padding=1, impl='cuda')
+
+
+@pytest.mark.parametrize('groups,stride,pad,dil', [(1, 1, 1, 1), (2, 2, 2, 2)])
+def test_custom_vjp_gradients_equal_autodiff(groups, stride, pad, dil):
+  """impl='vjp' (hand-written backward) against autodiff of the same gather."""
+  keys = jax.random.split(jax.random.key(10), 5)
+  x = jax.random.normal(keys[0], (2, 8, 7, 4))
+  k = jax.random.normal(keys[1], (3, 3, 4, 3))
+  ho = (8 + 2 * pad - 2 * dil - 1) // stride + 1
+  wo = (7 + 2 * pad - 2 * dil - 1) // stride + 1
+  # Large offsets: many corners fall outside the image (the zero ring).
+  off = 3.0 * jax.random.normal(keys[2], (2, ho, wo, groups, 9, 2))
+  mask = jax.random.uniform(keys[3], (2, ho, wo, groups, 9))
+  wts = jax.random.normal(keys[4], (2, ho, wo, 3))
+
+  def loss(impl):
+    return lambda *a: jnp.sum(wts * deform_conv(a[0], a[1], a[3], mask=a[2], stride=stride,
+                                                padding=pad, dilation=dil, impl=impl))
+
+  args = (x, off, mask, k)
+  got = jax.jit(jax.grad(loss('vjp'), argnums=(0, 1, 2, 3)))(*args)
+  want = jax.jit(jax.grad(loss('gather'), argnums=(0, 1, 2, 3)))(*args)
+  for g, w in zip(got, want):
+    chex.assert_equal_shape((g, w))
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(w))))
