@@ -8,6 +8,7 @@ headline figure).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 
@@ -17,7 +18,7 @@ import numpy as np
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots
 from scalenet import train as train_lib
 from scalenet import representations, tables, transforms
-from scalenet.data import builders, generate, pipeline
+from scalenet.data import builders, generate, normalize, pipeline
 from flax import nnx
 
 
@@ -170,7 +171,9 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) ->
   base = datasets.eval.get(generate.fixed_split_name(1.0)) or datasets.eval['test']
   n = min(config.eval_num_images, len(base))
   images = base.images[:n].astype(np.float32) / 255.0
-  eq = equivariance_results(model, images, config)
+  eq = equivariance_results(
+      model, images, config,
+      preprocess=functools.partial(normalize.normalize, norm=config.input_norm))
   results = {
       'model_name': config.model_name, 'model': config.model.to_dict(),
       'dataset': config.dataset, 'step': int(step), 'params': models.count_params(model),

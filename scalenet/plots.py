@@ -37,27 +37,47 @@ def _layer_key(name: str):
   return (int(block.removeprefix('block')), 0 if part else 1)
 
 
-def plot_layers(curves: dict, *, title: str, path: str,
+def draw_layers(ax, curves: dict, *, title: str,
                 ylabel: str = 'equivariance error Delta') -> None:
-  """curves: {label: {layer name: value}}; one line per label over the layers.
+  """Draws {label: {layer name: value}} on `ax`, one line per label.
 
   Layers of every curve share one axis, in network order ('lift', 'block0.conv',
   'block0', ..., 'logits'), so models of different depths line up by name.
   Missing or non-finite values leave a gap; the y axis is logarithmic.
   """
   names = sorted({n for c in curves.values() for n in c}, key=_layer_key)
-  fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
   for label, curve in curves.items():
     ys = [curve.get(n) for n in names]
     ax.plot(range(len(names)), [float('nan') if y is None else y for y in ys],
             marker='o', label=label)
   ax.set_xticks(range(len(names)), names, rotation=45, ha='right', fontsize=8)
   ax.set_yscale('log')
-  ax.set_xlabel('representation')
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=7, ncol=2)
+
+
+def plot_layers(curves: dict, *, title: str, path: str,
+                ylabel: str = 'equivariance error Delta') -> None:
+  """One panel of `draw_layers`, saved to `path`."""
+  names = {n for c in curves.values() for n in c}
+  fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+  draw_layers(ax, curves, title=title, ylabel=ylabel)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_layer_panels(panels: dict, *, path: str, ncols: int = 2) -> None:
+  """panels: {title: {label: {layer: value}}}; one `draw_layers` panel each."""
+  n = len(panels)
+  nrows = -(-n // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4.5 * nrows), squeeze=False)
+  for ax, (title, curves) in zip(axes.flat, panels.items()):
+    draw_layers(ax, curves, title=title)
+  for ax in list(axes.flat)[n:]:
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
   plt.close(fig)

@@ -113,3 +113,22 @@ def test_level_shift_never_rounds():
     level_shift(1.5, 2.0)
   with pytest.raises(FactorError, match='not an integer power'):
     level_shift(0.5, 1.5)
+
+
+@pytest.mark.parametrize('generator', ['default', 'reference'])
+def test_stored_fixed_scale_split_is_the_on_the_fly_rescale_up_to_uint8(generator):
+  """Data generation and accuracy-vs-scale / Delta use one L_s: the stored
+  split equals L_s of the unscaled digits, up to rounding to uint8."""
+  from scalenet.data import generate, readers
+  images, labels = readers.read_mnist_5k()
+  images, labels = images[:16], labels[:16]
+  stored = generate.fixed_scale_splits(images, labels, generator=generator)
+  spec = generate.get_generator(generator).spec
+  for factor in generate.FIXED_TEST_FACTORS:
+    on_the_fly = np.asarray(spec(jnp.asarray(images, jnp.float32) / 255.0, factor)) * 255.0
+    split = stored[generate.fixed_split_name(factor)]['image'].astype(np.float32)
+    np.testing.assert_allclose(split, np.clip(on_the_fly, 0, 255), atol=0.5 + 1e-3)
+  # Control: the other generator's operator is measurably different.
+  other = generate.get_generator('reference' if generator == 'default' else 'default').spec
+  far = np.asarray(other(jnp.asarray(images, jnp.float32) / 255.0, 0.5)) * 255.0
+  assert np.abs(stored['test_s0500']['image'] - np.clip(far, 0, 255)).max() > 5
