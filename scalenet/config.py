@@ -113,6 +113,25 @@ def validate(config) -> None:
                      f'{config.eval_equivariance_factors}.')
   if any(not s > 0 for s in config.eval_scale_factors):
     raise ValueError(f'config.eval_scale_factors must all be > 0; got {config.eval_scale_factors}.')
+  _check_one_rescale(config)
+
+
+def _check_one_rescale(config) -> None:
+  """The run's L_s (config.rescale) must be the one its data were generated with.
+
+  Otherwise the stored fixed-scale test splits and the rescales computed on
+  the fly (accuracy at enlargements, Delta) would use different operators.
+  """
+  from scalenet import transforms  # pylint: disable=g-import-not-at-top
+  from scalenet.data import generate  # pylint: disable=g-import-not-at-top
+  data_spec = generate.get_generator(config.generator).spec
+  run_spec = transforms.spec_from_config(config)
+  if run_spec != data_spec:
+    raise ValueError(
+        f'config.rescale {dict(config.rescale)} differs from the L_s of '
+        f"config.generator={config.generator!r} (method {data_spec.method!r}, antialias "
+        f'{data_spec.antialias}): set both, so data, accuracy vs scale and Delta use one '
+        'operator.')
 
 
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

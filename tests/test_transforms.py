@@ -132,3 +132,14 @@ def test_stored_fixed_scale_split_is_the_on_the_fly_rescale_up_to_uint8(generato
   other = generate.get_generator('reference' if generator == 'default' else 'default').spec
   far = np.asarray(other(jnp.asarray(images, jnp.float32) / 255.0, 0.5)) * 255.0
   assert np.abs(stored['test_s0500']['image'] - np.clip(far, 0, 255)).max() > 5
+
+
+def test_a_run_cannot_pair_data_of_one_operator_with_another_l_s():
+  from scalenet import config as config_lib
+  config = config_lib.default_config()
+  config_lib.validate(config)
+  config.generator = 'reference'  # cubic, no antialias
+  with pytest.raises(ValueError, match='config.rescale'):
+    config_lib.validate(config)
+  config.rescale.method, config.rescale.antialias = 'cubic', False
+  config_lib.validate(config)
