@@ -18,6 +18,7 @@ from scalenet.models.cnn import cnn, dcn, dcnv2
 from scalenet.models.dss import deform_dss, dss_v1, dss_v2
 from scalenet.models.resnet import resnet50_scale, resnet_scale
 from scalenet.models.steerable import sesn, sscnn
+from scalenet.models import mnist_cnn, mnist_dss, mnist_kanazawa, mnist_sevf, mnist_xu
 
 MODELS = {
     'cnn': cnn,
@@ -32,10 +33,30 @@ MODELS = {
     'resnet50_scale': resnet50_scale,
 }
 
+# The published scale-MNIST table (Sosnovik et al. 2020, Table 2): each
+# family's module builds its _28 and _56 variants.
+for _module, _names in (
+    (mnist_cnn, ('mnist_cnn_28', 'mnist_cnn_56')),
+    (mnist_xu, ('mnist_xu_28', 'mnist_xu_56')),
+    (mnist_kanazawa, ('mnist_kanazawa_28', 'mnist_kanazawa_56')),
+    (mnist_sevf, ('mnist_sevf_scalar_28', 'mnist_sevf_scalar_56',
+                  'mnist_sevf_vector_28', 'mnist_sevf_vector_56')),
+    (mnist_dss, ('mnist_dss_scalar_28', 'mnist_dss_scalar_56',
+                 'mnist_dss_vector_28', 'mnist_dss_vector_56')),
+):
+  MODELS.update({_n: getattr(_module, _n) for _n in _names})
+
 
 def model_kwargs(name: str) -> set[str]:
-  """Keyword arguments a model accepts (its class's, for the thin factories)."""
+  """Keyword arguments a model accepts (its class's, for the thin factories).
+
+  A factory made by `mnist_common.factory` names its class (`model_class`)
+  and the keywords it fixes itself (`fixed_kwargs`, not settable).
+  """
   fn = MODELS[name]
+  if hasattr(fn, 'model_class'):
+    params = set(inspect.signature(fn.model_class.__init__).parameters)
+    return params - set(fn.fixed_kwargs) - {'rngs', 'kwargs', 'num_classes', 'self'}
   params = set(inspect.signature(fn).parameters)
   cls = {'cnn': 'CNN', 'dcn': 'CNN', 'dcnv2': 'CNN', 'dss_v1': 'DSS', 'deform_dss': 'DSS',
          'dss_v2': 'DSSv2', 'sscnn': 'SSCNN', 'sesn': 'SESN', 'resnet_scale': 'ResNetScale',

@@ -1,0 +1,68 @@
+"""Any model of the published scale-MNIST table (Sosnovik et al. 2020, Table 2), by name.
+
+The reference protocol (ISosnovik/sesn experiments_mnist.sh): Adam, lr 0.01
+x0.1 at epochs 20 and 40, 60 epochs, batch 128, no weight decay; models at
+the reference widths (~495k parameters each).
+
+  python train.py --config configs/sesn_table.py:mnist_cnn_28 --workdir workdirs/mnist_cnn_28
+  python evaluate.py --config configs/sesn_table.py:mnist_cnn_28 --workdir workdirs/mnist_cnn_28
+
+The argument after ':' is the model name, then options separated by commas:
+  * 'plus': the table's '+' columns, training images rescaled by U(0.5, 2)
+    (the reference's --extra_scaling 0.5), e.g. mnist_dss_vector_56,plus;
+  * 'tiny': `config_lib.tiny` and reduced widths (TINY_MODEL), for tests,
+    e.g. mnist_cnn_28,tiny.
+Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
+--config.data_source=download (or a directory of the MNIST idx files).
+Result: not yet measured.
+"""
+
+from scalenet import config as config_lib
+from scalenet import models
+
+OPTIONS = ('plus', 'tiny')
+
+# Reduced widths of each family for ':tiny' (longest matching name prefix
+# wins; families not listed take DEFAULT_TINY_MODEL).
+DEFAULT_TINY_MODEL = dict(channels=(4, 8, 8), hidden=16)
+TINY_MODEL = {}
+
+
+def tiny_model(name: str) -> dict:
+  """The reduced-width `config.model` of model `name`."""
+  prefixes = sorted((p for p in TINY_MODEL if name.startswith(p)), key=len)
+  return dict(TINY_MODEL[prefixes[-1]] if prefixes else DEFAULT_TINY_MODEL)
+
+
+def parse(arg) -> tuple[str, set[str]]:
+  """'name[,option...]' -> (name, options); raises ValueError naming what is wrong."""
+  name, *options = (arg or '').split(',')
+  table = sorted(n for n in models.MODELS if n.startswith('mnist_'))
+  if name not in table:
+    raise ValueError(f"configs/sesn_table.py needs a model of the table after ':', e.g. "
+                     f"':mnist_cnn_28' or ':mnist_cnn_28,tiny'; got {arg!r}. Models: {table}.")
+  unknown = sorted(set(options) - set(OPTIONS))
+  if unknown:
+    raise ValueError(f'unknown option(s) {unknown} in {arg!r}; choose from {OPTIONS}.')
+  return name, set(options)
+
+
+def get_config(arg=None):
+  name, options = parse(arg)
+  config = config_lib.default_config()
+  config.model_name = name  # A model of the table (scalenet.models.MODELS).
+  config.model = dict()  # Reference widths: every constructor's defaults.
+  config.batch_size = 128  # As the reference.
+  config.num_epochs = 60  # As the reference.
+  config.optimizer = 'adam'  # As the reference.
+  config.learning_rate = 0.01  # As the reference.
+  config.weight_decay = 0.0  # The reference's --decay applies to SGD only.
+  config.schedule = 'step'  # MultiStepLR.
+  config.lr_decay_epochs = (20, 40)  # Its milestones.
+  config.lr_decay_factor = 0.1  # Its gamma.
+  if 'plus' in options:
+    config.augment_scale = (0.5, 2.0)  # RandomAffine(scale=(0.5, 2)) on training images.
+  if 'tiny' in options:
+    config = config_lib.tiny(config)
+    config.model = tiny_model(name)  # Reduced widths.
+  return config
