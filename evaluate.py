@@ -1,10 +1,14 @@
 """Evaluates a trained run, or compares several.
 
-  python evaluate.py --config configs/dss_v1_mnist.py --workdir DIR
-  python evaluate.py --compare DIR1 DIR2 ... --out results/compare
+  python evaluate.py --workdir DIR                       # the run's own config
+  python evaluate.py --workdir DIR --config configs/dss_v1_mnist.py --config.eval_batch_size=512
+  python evaluate.py --compare DIR1 DIR2 ... --out results/compare   # or DIR1,DIR2
 
-Writes DIR/eval/results.{json,md} and PNG plots of accuracy and equivariance
-error against the scale factor; --compare overlays evaluated runs.
+Evaluates DIR's best-on-validation checkpoint (config.eval_checkpoint) with
+the config DIR was trained with (DIR/config.json). A --config is optional; it
+must agree with the run on every key that defines the model or the data, and
+supplies the evaluation settings. Writes DIR/eval/results.{json,md} and PNG
+plots; --compare overlays evaluated runs.
 """
 
 from absl import app, flags, logging
@@ -13,27 +17,28 @@ from ml_collections import config_flags
 from scalenet import evaluate
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config the run was trained with.',
-                                lock_config=True)
+config_flags.DEFINE_config_file('config', None, 'Optional: the config the run was trained '
+                                'with, for evaluation overrides.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory of the trained run.')
-flags.DEFINE_list('compare', None, 'Evaluated workdirs to overlay on one plot.')
+flags.DEFINE_list('compare', None, 'Evaluated workdirs to overlay: DIR1 DIR2 ... or DIR1,DIR2.')
 flags.DEFINE_string('out', 'results/compare', 'Output directory of --compare.')
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   if FLAGS.compare:
-    runs = evaluate.compare(FLAGS.compare, FLAGS.out)
+    # `--compare A B C`: absl keeps A in the flag and passes B C on as arguments.
+    workdirs = FLAGS.compare + [d for a in argv[1:] for d in a.split(',') if d]
+    runs = evaluate.compare(workdirs, FLAGS.out)
     print(f'compared {len(runs)} runs -> {FLAGS.out}/comparison.md')
     return
-  if FLAGS.config is None or FLAGS.workdir is None:
-    raise app.UsageError('--config and --workdir are required (or --compare DIR ...).')
-  results = evaluate.evaluate(FLAGS.config, FLAGS.workdir)
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.workdir is None:
+    raise app.UsageError('--workdir is required (or --compare DIR ...).')
+  evaluate.evaluate(FLAGS.config, FLAGS.workdir)
   with open(f'{FLAGS.workdir}/eval/results.md') as f:
     print(f.read())
-  del results
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Metric writing: stdout, TensorBoard event files and metrics.jsonl in the workdir."""
+"""Metrics: writing (stdout, TensorBoard, metrics.jsonl) and the finite/divergence guard."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+import jax
 import numpy as np
 
 
@@ -36,12 +37,57 @@ class MetricWriter:
       self._jsonl.close()
 
 
-def check_finite(step0: int, losses) -> None:
-  """Raises FloatingPointError naming the first step whose loss is not finite."""
-  for i, loss in enumerate(np.asarray(losses)):
-    if not math.isfinite(float(loss)):
-      raise FloatingPointError(f'non-finite loss {float(loss)} at step {step0 + i}; '
-                               'lower the learning rate or check the data.')
+class DivergenceError(FloatingPointError):
+  """The loss grew past DIVERGENCE times its first value."""
+
+
+# A loss this many times its first value is a diverged run (a cross-entropy
+# starting near log(10) = 2.3 would be above 2e4).
+DIVERGENCE = 1e4
+
+
+class FiniteGuard:
+  """Checks each step's loss and state before anything is saved.
+
+  `add(step, metrics)` keeps a step's device metrics (no host sync);
+  `check()` fetches every step added since the last check, in one sync, and
+  raises for the first bad step. The loop calls it before every save, so a
+  non-finite or diverged state is never saved and the good checkpoints stay.
+  The divergence reference is the first loss this process sees (after a
+  resume, the resumed run's first loss).
+
+  Attributes:
+    saved_step: the last step saved (named in the error).
+  """
+
+  def __init__(self, saved_step: int = 0, divergence: float = DIVERGENCE):
+    self.saved_step = saved_step
+    self.divergence = divergence
+    self.reference = None
+    self._unchecked = []
+
+  def add(self, step: int, metrics: dict) -> None:
+    self._unchecked.append((step, {k: metrics[k] for k in ('loss', 'finite')}))
+
+  def check(self) -> None:
+    """Raises FloatingPointError (or DivergenceError) naming the first bad step."""
+    host, self._unchecked = jax.device_get(self._unchecked), []
+    kept = (f'Nothing after step {self.saved_step} was saved; the checkpoints up to it '
+            'are kept.')
+    for step, m in host:
+      loss = float(m['loss'])
+      if not math.isfinite(loss):
+        raise FloatingPointError(f'non-finite loss {loss} at step {step}; lower the learning '
+                                 f'rate or check the data. {kept}')
+      if not m['finite']:
+        raise FloatingPointError(f'non-finite parameters or optimizer state at step {step} '
+                                 f'(loss {loss:.4g}); lower the learning rate. {kept}')
+      if self.reference is None:
+        self.reference = abs(loss)
+      elif loss > self.divergence * self.reference:
+        raise DivergenceError(
+            f'diverged at step {step}: loss {loss:.4g} is more than {self.divergence:g} times '
+            f'the first loss {self.reference:.4g}; lower the learning rate. {kept}')
 
 
 def format_scalars(scalars: dict) -> str:

@@ -11,6 +11,7 @@ then feeds its share of each global batch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 
@@ -22,7 +23,8 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scalenet import checkpoint, config as config_lib, metrics as metrics_lib, models
-from scalenet.data import pipeline
+from scalenet import transforms
+from scalenet.data import normalize, pipeline
 
 
 def make_mesh(devices=None) -> jax.sharding.Mesh:
@@ -63,15 +65,27 @@ def make_optimizer(config, schedule) -> optax.GradientTransformation:
   return base
 
 
+def create_model(config, num_classes: int, mesh):
+  """(eval_graphdef, model_state) of the model alone, replicated over the mesh."""
+  model = models.get_model(config.model_name, num_classes=num_classes,
+                           rngs=nnx.Rngs(config.seed), **config.model)
+  model.eval()
+  eval_def, state = nnx.split(model)
+  return eval_def, jax.device_put(state, NamedSharding(mesh, P()))
+
+
 def create_state(config, num_classes: int, tx, mesh):
-  """(train_graphdef, eval_graphdef, state): state replicated over the mesh."""
+  """(train_graphdef, eval_graphdef, state): state of (model, optimizer), replicated.
+
+  eval_graphdef is the model's alone in eval mode: use it with state[0].
+  """
   model = models.get_model(config.model_name, num_classes=num_classes,
                            rngs=nnx.Rngs(config.seed), **config.model)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
   model.train()
   train_def, state = nnx.split((model, optimizer))
   model.eval()
-  eval_def, _ = nnx.split((model, optimizer))
+  eval_def, _ = nnx.split(model)
   return train_def, eval_def, jax.device_put(state, NamedSharding(mesh, P()))
 
 
@@ -81,41 +95,58 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
   return optax.softmax_cross_entropy(logits, targets)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3), donate_argnums=1)
-def train_step(graphdef, state, batch, label_smoothing: float = 0.0):
-  """One optimizer step on a (sharded) global batch -> (state, metrics)."""
+def _all_finite(tree) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
+def train_step(graphdef, state, batch, label_smoothing: float = 0.0, input_norm: str = 'none'):
+  """One optimizer step on a (sharded) global batch -> (state, metrics).
+
+  metrics['finite'] is 1.0 when the loss and the whole new state are finite:
+  the loop checks it before every save, so no non-finite state is saved.
+  """
   model, optimizer = nnx.merge(graphdef, state)
 
   def loss_fn(model):
-    logits = model(batch['image'])
+    logits = model(normalize.normalize(batch['image'], input_norm))
     return cross_entropy(logits, batch['label'], label_smoothing).mean(), logits
 
   (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
   optimizer.update(model, grads)
+  new_state = nnx.state((model, optimizer))
   metrics = {
       'loss': loss,
       'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
       'grad_norm': optax.tree.norm(grads),
       'param_norm': optax.tree.norm(nnx.state(model, nnx.Param)),
+      'finite': (jnp.isfinite(loss) & _all_finite(new_state)).astype(jnp.float32),
   }
-  return nnx.state((model, optimizer)), metrics
+  return new_state, metrics
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3))
-def eval_step(graphdef, state, batch, transform=None):
+def _eval_step(graphdef, state, batch, factor, rescale: transforms.RescaleSpec,
+               input_norm: str = 'none'):
   """Sums of correct predictions, loss and examples over a masked batch.
 
-  `transform` (static, hashable) maps the images first, inside the same
-  program: chaining a separate jitted transform before a multi-device step
-  deadlocked XLA:CPU's in-process all-reduce on a loaded 2-core machine.
+  Images in [0, 1] are first rescaled by L_s (`rescale`, static and hashed
+  by value) with the traced `factor` (skipped at 1.0), inside the same
+  program: one compilation per input shape serves every factor. (Chaining a
+  separate jitted transform before a multi-device step deadlocked XLA:CPU's
+  in-process all-reduce on a loaded 2-core machine.) Then normalised.
   """
-  model, _ = nnx.merge(graphdef, state)
-  images = batch['image'] if transform is None else transform(batch['image'])
-  logits = model(images)
+  model = nnx.merge(graphdef, state)
+  images = jax.lax.cond(factor == 1.0, lambda x: x, lambda x: rescale(x, factor),
+                        batch['image'])
+  logits = model(normalize.normalize(images, input_norm))
   mask = batch['mask']
   return {'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
           'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
           'count': jnp.sum(mask)}
+
+
+eval_step = jax.jit(_eval_step, static_argnums=(0, 4, 5))
 
 
 def shard_batch(batch: dict, mesh) -> dict:
@@ -125,17 +156,22 @@ def shard_batch(batch: dict, mesh) -> dict:
 
 
 def evaluate_split(eval_def, state, split: pipeline.Split, batch_size: int, mesh,
-                   transform=None) -> dict:
+                   factor: float = 1.0, rescale: transforms.RescaleSpec = transforms.DEFAULT,
+                   input_norm: str = 'none') -> dict:
   """Accuracy and mean loss on a whole split (no example dropped).
 
-  `transform`, if given, maps the image batch before the model, e.g. a
-  rescale for accuracy at a scale the data set does not store. It must be
-  hashable and is compiled into the eval step (see `eval_step`).
+  Args:
+    eval_def, state: the model's eval-mode graphdef and its state.
+    split, batch_size, mesh: the data, the global batch, the device mesh.
+    factor: images rescaled by L_s = `rescale` with this factor first, e.g.
+      accuracy at a scale the data set does not store; 1.0: as stored.
+    input_norm: a key of data.normalize.NORMS, applied after the rescale.
   """
   totals = None
+  factor = jnp.float32(factor)
   for batch in pipeline.eval_batches(split, batch_size, process_index=jax.process_index(),
                                      process_count=jax.process_count()):
-    out = eval_step(eval_def, state, shard_batch(batch, mesh), transform)
+    out = eval_step(eval_def, state, shard_batch(batch, mesh), factor, rescale, input_norm)
     totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
   totals = jax.device_get(totals)
   return {'accuracy': float(totals['correct'] / totals['count']),
@@ -152,9 +188,14 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
                        mesh=None) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
+  Keeps the latest checkpoints (for resuming) and, beside them, the one with
+  the best validation accuracy (saved on strict improvement). Holds the
+  workdir's lock throughout. Every step's loss and state are checked for
+  finite values before each save, so a failing run keeps its good checkpoints.
+
   Args:
     config: an ml_collections.ConfigDict (configs/*.py), validated here.
-    workdir: checkpoints, config.json, metrics.jsonl and TensorBoard files.
+    workdir: checkpoints, best/, config.json, metrics.jsonl, TensorBoard files.
     datasets: optional pre-loaded data (tests); by default from `config`.
     mesh: optional device mesh ('data',); by default every device.
 
@@ -162,13 +203,22 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
     The last logged training metrics and validation accuracy.
 
   Raises:
-    ValueError: a bad config; CheckpointError: an unusable checkpoint;
-    FloatingPointError: a non-finite loss (naming the step).
+    ValueError: a bad config; CheckpointError: an unusable checkpoint, or a
+    resume whose model or data keys differ from the run's; WorkdirLocked:
+    another process trains in `workdir`; FloatingPointError: a non-finite
+    loss or state, or a diverging loss (naming the step; nothing saved).
   """
   config_lib.validate(config)
-  mesh = mesh or make_mesh()
+  lock = (checkpoint.workdir_lock(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock:
+    return _train(config, workdir, datasets, mesh or make_mesh())
+
+
+def _train(config, workdir, datasets, mesh) -> dict:
   check_batch(config.batch_size, mesh)
   check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
+  checkpoint.write_config(workdir, config)  # Before the data: a mismatch fails fast.
   datasets = datasets or pipeline.get_datasets(config)
   steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
   if steps_per_epoch < 1:
@@ -178,48 +228,66 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
   schedule = make_schedule(config, steps_per_epoch)
   train_def, eval_def, state = create_state(config, datasets.num_classes,
                                             make_optimizer(config, schedule), mesh)
-  checkpoint.write_config(workdir, config)
   mngr = checkpoint.manager(workdir, keep=config.keep_checkpoints,
                             save_every=config.checkpoint_every_steps)
+  best_mngr = checkpoint.best_manager(workdir)
   state, start = checkpoint.restore(mngr, state)
+  best = checkpoint.best_meta(best_mngr) or {'validation_accuracy': -1.0}
   writer = metrics_lib.MetricWriter(workdir, enabled=jax.process_index() == 0)
   batches = pipeline.train_batches(
       datasets.train, config.batch_size, seed=config.seed, start_step=start,
-      augment_scale=config.augment_scale, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      augment_scale=config.augment_scale,
+      augment_rescale=transforms.RescaleSpec(**config.augment_rescale),
+      process_index=jax.process_index(), process_count=jax.process_count())
   last = {}
   halt = config.halt_after_steps
   end = total_steps if halt is None else min(total_steps, halt)
   bar = _progress(total_steps, start, config.progress_bar)
+  guard = metrics_lib.FiniteGuard(saved_step=start)
   pending, t0, step = [], time.perf_counter(), start
   try:
     for step in range(start + 1, end + 1):
       state, m = train_step(train_def, state, shard_batch(next(batches), mesh),
-                            config.label_smoothing)
+                            config.label_smoothing, config.input_norm)
       pending.append(m)
+      guard.add(step, m)
       bar.update(1)
-      if step % config.log_every_steps == 0 or step == end:
+      epoch, rest = divmod(step, steps_per_epoch)
+      validate = ('validation' in datasets.eval and not rest
+                  and epoch % config.eval_every_epochs == 0)
+      log = step % config.log_every_steps == 0 or step == end
+      save = step == end or mngr.should_save(step)
+      if log or save or validate:
+        guard.check()  # One host sync; raises before anything non-finite is saved.
+      if log:
         host = jax.device_get(pending)
-        metrics_lib.check_finite(step - len(host) + 1, [h['loss'] for h in host])
-        last = {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+        last = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != 'finite'}
         last['learning_rate'] = float(schedule(step - 1))
         last['examples_per_s'] = len(host) * config.batch_size / (time.perf_counter() - t0)
         writer.write(step, last, 'train/')
         bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.3f}")
         pending, t0 = [], time.perf_counter()
-      checkpoint.save(mngr, step, state, force=step == end)  # halts save too
-      epoch, rest = divmod(step, steps_per_epoch)
-      if 'validation' in datasets.eval and not rest and epoch % config.eval_every_epochs == 0:
-        val = evaluate_split(eval_def, state, datasets.eval['validation'],
-                             config.eval_batch_size, mesh)
+      if save:
+        checkpoint.save(mngr, step, state, force=step == end)  # halts save too
+        guard.saved_step = step
+      if validate:
+        val = evaluate_split(eval_def, state[0], datasets.eval['validation'],
+                             config.eval_batch_size, mesh, input_norm=config.input_norm)
         writer.write(step, val, 'validation/')
         last.update({f'validation_{k}': v for k, v in val.items()})
+        improved = val['accuracy'] > best['validation_accuracy']
+        if improved:  # Strict improvement, as the published protocol.
+          best = {'step': step, 'epoch': epoch, 'validation_accuracy': val['accuracy']}
+          checkpoint.save_best(best_mngr, step, state, best)
         bar.write(f'epoch {epoch}: ' + metrics_lib.format_scalars(
-            {'val_acc': val['accuracy'], 'val_loss': val['loss']}))
+            {'val_acc': val['accuracy'], 'val_loss': val['loss']}) + (' (best)' * improved))
   finally:
     bar.close()
-    mngr.wait_until_finished()  # a crash never loses a checkpoint in flight
-    mngr.close()
+    for mg in (mngr, best_mngr):
+      mg.wait_until_finished()  # a crash never loses a checkpoint in flight
+      mg.close()
     writer.close()
   last['step'] = step
+  if 'step' in best:
+    last['best'] = best
   return last

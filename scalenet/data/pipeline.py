@@ -10,11 +10,16 @@ against reading the data source per batch).
 from __future__ import annotations
 
 import dataclasses
+import contextlib
+import functools
 from typing import Iterator
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from scalenet.data import builders, generate
+from scalenet import transforms
+from scalenet.data import builders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +58,26 @@ def _to_float(images: np.ndarray) -> np.ndarray:
   return images.astype(np.float32) / 255.0
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _augment(images, factors, spec: transforms.RescaleSpec):
+  one = lambda x, f: spec(x[None], f)[0]
+  return jnp.clip(jax.vmap(one)(images, factors), 0.0, 1.0)
+
+
 def train_batches(split: Split, batch_size: int, *, seed: int, start_step: int = 0,
-                  augment_scale=None, process_index: int = 0, process_count: int = 1
-                  ) -> Iterator[dict]:
+                  augment_scale=None,
+                  augment_rescale: transforms.RescaleSpec = transforms.RescaleSpec(
+                      'cubic', antialias=False),
+                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
   """Endless shuffled batches; batch k depends only on (seed, k): resumable.
 
   Each epoch is a fresh permutation drawn from (seed, epoch); the last
-  incomplete batch of an epoch is dropped. With `augment_scale=(lo, hi)` every
-  image is rescaled by a factor from U(lo, hi) drawn from (seed, step).
+  incomplete batch of an epoch is dropped. With `augment_scale=(lo, hi)`
+  (the '+' setting: (0.5, 2.0)) every image is rescaled about its centre by
+  a factor from U(lo, hi) drawn from (seed, step), with L_s =
+  `augment_rescale` (default bicubic without antialiasing, as PIL's affine
+  transform in the reference's torchvision RandomAffine), then clipped to
+  [0, 1] as PIL's uint8 output is. Only training batches are augmented.
 
   Yields:
     {'image': float32 [B/P, H, W, C] in [0, 1], 'label': int32 [B/P]} with
@@ -76,11 +93,11 @@ def train_batches(split: Split, batch_size: int, *, seed: int, start_step: int =
     if epoch != perm_epoch:
       perm, perm_epoch = np.random.default_rng([seed, epoch]).permutation(len(split)), epoch
     idx = _local(perm[i * batch_size:(i + 1) * batch_size], process_index, process_count)
-    images = split.images[idx]
+    images = _to_float(split.images[idx])
     if augment_scale is not None:
       factors = np.random.default_rng([seed, step, 1]).uniform(*augment_scale, len(idx))
-      images = generate.rescale_images(images, factors)
-    yield {'image': _to_float(images), 'label': split.labels[idx]}
+      images = np.asarray(_augment(images, factors.astype(np.float32), augment_rescale))
+    yield {'image': images, 'label': split.labels[idx]}
     step += 1
 
 
@@ -113,23 +130,41 @@ class Datasets:
     return len(self.train) // batch_size
 
 
-def prepare(config):
+@contextlib.contextmanager
+def _tfds_progress(enabled: bool):
+  """tfds's own bars (preparing splits) on or off for the block."""
+  from tensorflow_datasets.core.utils import tqdm_utils
+  was = tqdm_utils._active  # pylint: disable=protected-access  (tfds has no getter)
+  tqdm_utils.display_progress_bar(enabled)
+  try:
+    yield
+  finally:
+    tqdm_utils.display_progress_bar(was)
+
+
+def prepare(config, progress: bool = True):
   """Builds (if needed) and opens the data set `config.dataset` -> tfds data sources."""
   builder = builders.make_builder(config.dataset, source=config.get('data_source'),
                                   realization=config.get('realization', 0),
-                                  size=config.get('image_size'), data_dir=config.data_dir)
-  builder.download_and_prepare()
+                                  size=config.get('image_size'),
+                                  generator=config.get('generator', 'default'),
+                                  data_dir=config.data_dir)
+  with _tfds_progress(progress):
+    builder.download_and_prepare()
   return builder.as_data_source()
 
 
-def get_datasets(config, progress: bool = True) -> Datasets:
+def get_datasets(config, progress: bool | None = None) -> Datasets:
   """Opens the data set named by `config` and reads its splits into memory.
 
   Config keys: dataset, data_dir, data_source (None = the data set's default),
-  realization, image_size (None = the smallest), eval_splits (None = all
-  except train).
+  realization, image_size (None = the smallest), generator, eval_splits
+  (None = all except train), progress_bar (every bar, unless `progress` is
+  given).
   """
-  sources = prepare(config)
+  if progress is None:
+    progress = config.get('progress_bar', True)
+  sources = prepare(config, progress)
   names = config.get('eval_splits') or [s for s in sources if s != 'train']
   missing = sorted(set(names) - set(sources))
   if missing:

@@ -1,0 +1,292 @@
+"""Run integrity: evaluation tests the run it trained, failures lose nothing, one
+process per workdir, best-on-validation selection, the '+' setting, eval cost."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from scalenet import checkpoint, config as config_lib, evaluate, metrics, train, transforms
+from scalenet.data import pipeline
+from configs import cnn_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='module')
+def datasets(data_dir):
+  """mnist_5k scale-MNIST with a 320-image training set (10 steps/epoch at batch 32)."""
+  full = pipeline.get_datasets(_config(data_dir), progress=False)
+  tr = full.train
+  return pipeline.Datasets(pipeline.Split(tr.images[:320], tr.labels[:320], tr.scales[:320]),
+                           full.eval, full.num_classes, full.image_shape)
+
+
+def _config(data_dir, **overrides):
+  config = cnn_mnist.get_config('tiny')
+  config.data_dir = data_dir
+  config.progress_bar = False
+  config.halt_after_steps = None  # one 10-step epoch: one validation
+  config.eval_scale_factors = (0.5, 1.0, 2.0)
+  for k, v in overrides.items():
+    config[k] = v
+  return config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, data_dir, datasets):
+  """One epoch of the tiny CNN: (workdir, config)."""
+  wd = str(tmp_path_factory.mktemp('run'))
+  config = _config(data_dir)
+  train.train_and_evaluate(config, wd, datasets)
+  return wd, config
+
+
+def _strip(res):
+  return {k: v for k, v in res.items() if k not in ('equivariance',)}
+
+
+# --- Run identity -----------------------------------------------------------
+
+def test_evaluate_without_config_equals_training_config(trained, datasets):
+  wd, config = trained
+  own = evaluate.evaluate(None, wd, datasets)
+  given = evaluate.evaluate(config, wd, datasets)
+  assert _strip(own) == _strip(given)
+  assert own['data']['realization'] == 0 and own['data']['data_source'] == 'mnist_5k'
+  assert own['data']['source_identity'] == 'mnist_5k'
+  assert own['data']['rescale'] == {'method': 'linear', 'antialias': True}
+  assert own['checkpoint'] == {'kind': 'latest', 'step': 10, 'epoch': 1.0}
+
+
+@pytest.mark.parametrize('key,value', [('realization', 1), ('data_source', 'download'),
+                                       ('image_size', 56), ('model', {'channels': (4, 16)}),
+                                       ('rescale', {'method': 'cubic', 'antialias': False})])
+def test_contradicting_config_is_refused_naming_the_key(trained, datasets, key, value):
+  wd, config = trained
+  other = _config(config.data_dir, **{key: value})
+  with pytest.raises(checkpoint.CheckpointError, match=f'disagrees with the run on {key} '):
+    evaluate.evaluate(other, wd, datasets)
+  with pytest.raises(checkpoint.CheckpointError, match=f'resuming .* on {key} '):
+    train.train_and_evaluate(other, wd, datasets)
+
+
+def test_evaluation_restores_only_the_weights(tmp_path, data_dir, datasets):
+  """An SGD run evaluated with an Adam config (optimizer is no identity key)."""
+  train.train_and_evaluate(_config(data_dir, optimizer='sgd', halt_after_steps=3),
+                           str(tmp_path), datasets)
+  res = evaluate.evaluate(_config(data_dir, eval_checkpoint='latest'), str(tmp_path), datasets)
+  assert res['checkpoint']['step'] == 3
+
+
+def test_config_without_checkpoint_does_not_block_a_new_run(tmp_path, data_dir, datasets):
+  from scalenet.data import DataError
+  from configs import dss_v1_mnist
+  failed = dss_v1_mnist.get_config('tiny')
+  failed.data_dir, failed.data_source = data_dir, str(tmp_path / 'no_such_dir')
+  with pytest.raises(DataError):
+    train.train_and_evaluate(failed, str(tmp_path / 'wd'))
+  assert (tmp_path / 'wd' / 'config.json').exists()
+  out = train.train_and_evaluate(_config(data_dir, halt_after_steps=2), str(tmp_path / 'wd'),
+                                 datasets)
+  assert out['step'] == 2
+  assert checkpoint.read_config(str(tmp_path / 'wd')).model_name == 'cnn'
+
+
+# --- Nothing lost -----------------------------------------------------------
+
+def _saved_steps_are_finite(workdir, config, datasets):
+  mngr = checkpoint.manager(workdir, read_only=True)
+  tx = train.make_optimizer(config, train.make_schedule(config, 10))
+  for step in mngr.all_steps():
+    _, _, state = train.create_state(config, datasets.num_classes, tx, train.make_mesh())
+    state, _ = checkpoint.restore(mngr, state, step)  # raises on non-finite values
+    assert checkpoint.all_finite(nnx.to_pure_dict(state))
+  return sorted(mngr.all_steps())
+
+
+def test_nan_run_keeps_its_good_checkpoints(tmp_path, data_dir, datasets):
+  # The issue's reproduction: every second step saved, metrics only at step 12.
+  config = _config(data_dir, optimizer='sgd', learning_rate=1e6, log_every_steps=12,
+                   checkpoint_every_steps=2, schedule='constant')
+  with jax.debug_nans(False):
+    with pytest.raises(FloatingPointError, match=r'at step (\d+)') as err:
+      train.train_and_evaluate(config, str(tmp_path), datasets)
+    bad = int(re.search(r'at step (\d+)', str(err.value)).group(1))
+    steps = _saved_steps_are_finite(str(tmp_path), config, datasets)
+    assert steps and max(steps) < bad, (steps, bad)
+    assert f'Nothing after step {max(steps)} was saved' in str(err.value)
+    # A rerun resumes the last good state (not a NaN one) and stops again. (It
+    # may get a step further: at lr 1e6, overflow is at float32's edge.)
+    with pytest.raises(FloatingPointError, match=r'at step (\d+)') as err:
+      train.train_and_evaluate(config, str(tmp_path), datasets)
+    again = _saved_steps_are_finite(str(tmp_path), config, datasets)
+    assert set(steps) <= set(again)
+    assert f'Nothing after step {max(again)} was saved' in str(err.value)
+  assert not (tmp_path / 'lock').exists()
+
+
+def test_exploding_loss_is_reported_as_divergence(tmp_path, data_dir, datasets):
+  config = _config(data_dir, learning_rate=1e6, log_every_steps=12, schedule='constant')
+  with jax.debug_nans(False), pytest.raises(metrics.DivergenceError, match=r'diverged at step'):
+    train.train_and_evaluate(config, str(tmp_path), datasets)
+
+
+def test_guard_names_the_first_bad_step():
+  guard = metrics.FiniteGuard(saved_step=4)
+  for step, loss, finite in [(5, 2.3, 1.0), (6, 2.0, 1.0), (7, 1.5, 0.0), (8, np.nan, 0.0)]:
+    guard.add(step, {'loss': np.float32(loss), 'finite': np.float32(finite)})
+  with pytest.raises(FloatingPointError, match='state at step 7.*after step 4'):
+    guard.check()
+  guard.add(9, {'loss': np.float32(2.3e4 + 1), 'finite': np.float32(1.0)})
+  with pytest.raises(metrics.DivergenceError, match='step 9'):
+    guard.check()
+  guard.add(10, {'loss': np.float32(2.3e4 - 1), 'finite': np.float32(1.0)})
+  guard.check()  # Negative control: below 1e4 x the first loss.
+
+
+# --- One process per workdir ------------------------------------------------
+
+def test_second_process_on_a_locked_workdir_is_refused(tmp_path, data_dir, datasets):
+  wd = str(tmp_path / 'wd')
+  with checkpoint.workdir_lock(wd):
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+    out = subprocess.run(
+        [sys.executable, 'train.py', '--config', 'configs/cnn_mnist.py:tiny', '--workdir', wd,
+         f'--config.data_dir={data_dir}', '--config.progress_bar=false'],
+        cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert f'in use by process {os.getpid()}' in out.stderr
+    with pytest.raises(checkpoint.WorkdirLocked, match=str(os.getpid())):
+      train.train_and_evaluate(_config(data_dir, halt_after_steps=1), wd, datasets)
+  assert not os.path.exists(os.path.join(wd, 'lock'))  # released on exit
+  # A lock whose process is gone is stale.
+  gone = subprocess.Popen([sys.executable, '-c', 'pass'])
+  gone.wait()
+  with open(os.path.join(wd, 'lock'), 'w') as f:
+    json.dump({'pid': gone.pid, 'host': socket.gethostname()}, f)
+  assert train.train_and_evaluate(_config(data_dir, halt_after_steps=1), wd, datasets)['step'] == 1
+  assert not os.path.exists(os.path.join(wd, 'lock'))
+
+
+# --- Best-on-validation selection --------------------------------------------
+
+def test_best_checkpoint_is_selected_and_evaluated(tmp_path, data_dir, datasets, monkeypatch):
+  config = _config(data_dir, num_epochs=3, checkpoint_every_steps=10, keep_checkpoints=1,
+                   eval_checkpoint='best')
+  scripted = iter([0.3, 0.6, 0.6])  # Epoch 3 ties epoch 2: not a strict improvement.
+  real = train.evaluate_split
+  monkeypatch.setattr(train, 'evaluate_split',
+                      lambda *a, **k: {'accuracy': next(scripted), 'loss': 1.0})
+  out = train.train_and_evaluate(config, str(tmp_path), datasets)
+  monkeypatch.setattr(train, 'evaluate_split', real)
+  assert out['best'] == {'step': 20, 'epoch': 2, 'validation_accuracy': 0.6}
+  assert checkpoint.manager(str(tmp_path), read_only=True).all_steps() == [30]
+  res = evaluate.evaluate(None, str(tmp_path), datasets)
+  assert res['checkpoint'] == {'kind': 'best', 'step': 20, 'epoch': 2, 'validation_accuracy': 0.6}
+  assert res['step'] == 20
+  # The evaluated weights are step 20's, not the latest (30).
+  eval_def, fresh = train.create_model(config, 10, train.make_mesh())
+  best, _ = checkpoint.restore_weights(checkpoint.best_manager(str(tmp_path), True), fresh)
+  latest, _ = checkpoint.restore_weights(checkpoint.manager(str(tmp_path), read_only=True),
+                                         train.create_model(config, 10, train.make_mesh())[1])
+  acc = real(eval_def, best, datasets.eval['test'], 64, train.make_mesh())['accuracy']
+  assert acc == res['accuracy_by_split']['test']
+  diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), nnx.to_pure_dict(best),
+                      nnx.to_pure_dict(latest))
+  assert max(jax.tree.leaves(diff)) > 0
+
+
+# --- Evaluation cost ----------------------------------------------------------
+
+def test_eval_step_compiles_once_per_input_shape(trained, datasets, monkeypatch):
+  wd, config = trained
+  counted = jax.jit(chex.assert_max_traces(train._eval_step, n=1), static_argnums=(0, 4, 5))
+  monkeypatch.setattr(train, 'eval_step', counted)
+  calls = []
+  real = train.evaluate_split
+  monkeypatch.setattr(train, 'evaluate_split', lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+  res = evaluate.evaluate(None, wd, datasets)  # 4 splits + 1 on-the-fly factor: one trace
+  assert set(res['accuracy_vs_scale']) == {'0.5000', '1.0000', '2.0000'}
+  # Each split once; the unscaled one a second time for the enlargement (2.0) only.
+  assert len(calls) == len(datasets.eval) + 1
+  eval_def, state = train.create_model(config, 10, train.make_mesh())
+  with pytest.raises(AssertionError, match='traced > 1'):  # Negative control: a new shape.
+    real(eval_def, state, datasets.eval['test'], 32, train.make_mesh())
+
+
+# --- The '+' setting ----------------------------------------------------------
+
+def test_plus_augments_only_the_training_split(tmp_path, data_dir, datasets, monkeypatch):
+  split = datasets.train
+  before = split.images.copy()
+  plain = next(pipeline.train_batches(split, 16, seed=0))
+  plus = next(pipeline.train_batches(split, 16, seed=0, augment_scale=(0.5, 2.0)))
+  np.testing.assert_array_equal(plain['label'], plus['label'])
+  assert np.abs(plain['image'] - plus['image']).max() > 0.5
+  assert plus['image'].min() >= 0.0 and plus['image'].max() <= 1.0
+  np.testing.assert_array_equal(split.images, before)
+  # The operator: a fixed factor 2 is the bicubic, non-antialiased L_s.
+  two = next(pipeline.train_batches(split, 16, seed=0, augment_scale=(2.0, 2.0)))
+  want = np.clip(transforms.RescaleSpec('cubic', antialias=False)(plain['image'], 2.0), 0, 1)
+  np.testing.assert_allclose(two['image'], want, atol=1e-5)
+
+  # In a '+' run, training batches are rescaled and validation batches are not.
+  seen = {'train': [], 'eval': []}
+  real_train, real_eval = train.train_step, train.eval_step
+  monkeypatch.setattr(train, 'train_step',
+                      lambda g, s, b, *a: seen['train'].append(np.asarray(b['image'])) or
+                      real_train(g, s, b, *a))
+  monkeypatch.setattr(train, 'eval_step',
+                      lambda g, s, b, *a: seen['eval'].append(np.asarray(b['image'])) or
+                      real_eval(g, s, b, *a))
+  config = config_lib.plus(_config(data_dir))
+  train.train_and_evaluate(config, str(tmp_path), datasets)
+  raw = [b['image'] for b in pipeline.eval_batches(datasets.eval['validation'], 64)]
+  assert len(seen['eval']) == len(raw)
+  for got, want in zip(seen['eval'], raw):
+    np.testing.assert_array_equal(got, want)
+  unaugmented = pipeline.train_batches(split, 32, seed=0)
+  assert all(np.abs(got - next(unaugmented)['image']).max() > 0.1 for got in seen['train'])
+
+
+# --- Smaller items ------------------------------------------------------------
+
+def test_progress_switch_covers_reading_splits(capsys):
+  examples = [{'image': np.zeros((1, 1, 1), np.uint8), 'label': 0, 'scale': 1.0}] * 20_001
+  pipeline.read_split(examples, progress=False, desc='test')
+  assert 'reading' not in capsys.readouterr().err
+  pipeline.read_split(examples, progress=True, desc='test')
+  assert 'reading test' in capsys.readouterr().err  # Positive control.
+
+
+def test_compare_accepts_the_readme_forms_and_labels_runs_uniquely(tmp_path, trained):
+  wd, _ = trained
+  a, b = tmp_path / 'a' / 'run', tmp_path / 'b' / 'run'
+  for d in (a, b):
+    (d / 'eval').mkdir(parents=True)
+    (d / 'eval' / 'results.json').write_text(
+        (open(os.path.join(wd, 'eval', 'results.json'))).read())
+  assert evaluate.run_labels([str(a), str(b)]) == ['a/run', 'b/run']
+  assert evaluate.run_labels([str(a), str(tmp_path / 'c')]) == ['run', 'c']
+  for args in ([str(a), str(b)], [f'{a},{b}']):
+    out = subprocess.run([sys.executable, 'evaluate.py', '--compare', *args, '--out',
+                          str(tmp_path / 'cmp')], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, XLA_FLAGS=''))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert 'compared 2 runs' in out.stdout
+    table = (tmp_path / 'cmp' / 'comparison.md').read_text()
+    assert 'a/run' in table and 'b/run' in table
