@@ -19,6 +19,7 @@ from scalenet.models.dss import deform_dss, dss_v1, dss_v2
 from scalenet.models.resnet import resnet50_scale, resnet_scale
 from scalenet.models.steerable import sesn, sscnn
 from scalenet.models import mnist_cnn, mnist_dss, mnist_kanazawa, mnist_sevf, mnist_xu
+from scalenet.models import mnist_disco, mnist_ses, mnist_ss
 
 MODELS = {
     'cnn': cnn,
@@ -43,6 +44,9 @@ for _module, _names in (
                   'mnist_sevf_vector_28', 'mnist_sevf_vector_56')),
     (mnist_dss, ('mnist_dss_scalar_28', 'mnist_dss_scalar_56',
                  'mnist_dss_vector_28', 'mnist_dss_vector_56')),
+    (mnist_ss, ('mnist_ss_28', 'mnist_ss_56')),
+    (mnist_ses, tuple(mnist_ses.VARIANTS)),
+    (mnist_disco, ('mnist_disco',)),
 ):
   MODELS.update({_n: getattr(_module, _n) for _n in _names})
 
