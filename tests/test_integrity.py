@@ -139,6 +139,23 @@ def test_nan_run_keeps_its_good_checkpoints(tmp_path, data_dir, datasets):
   assert not (tmp_path / 'lock').exists()
 
 
+def test_non_finite_checkpoint_is_neither_resumed_nor_evaluated(tmp_path, data_dir, datasets):
+  """A NaN state saved by an older version: refused, naming the checkpoint."""
+  config = _config(data_dir, halt_after_steps=2)
+  train.train_and_evaluate(config, str(tmp_path), datasets)
+  tx = train.make_optimizer(config, train.make_schedule(config, 10))
+  _, _, state = train.create_state(config, 10, tx, train.make_mesh())
+  state = jax.tree.map(lambda x: np.asarray(x) * np.nan
+                       if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) else x, state)
+  mngr = checkpoint.manager(str(tmp_path))
+  checkpoint.save(mngr, 3, state, force=True)
+  mngr.wait_until_finished()
+  with pytest.raises(checkpoint.CheckpointError, match='checkpoints/3 holds non-finite'):
+    evaluate.evaluate(None, str(tmp_path), datasets)
+  with pytest.raises(checkpoint.CheckpointError, match='checkpoints/3 holds non-finite'):
+    train.train_and_evaluate(_config(data_dir, halt_after_steps=4), str(tmp_path), datasets)
+
+
 def test_exploding_loss_is_reported_as_divergence(tmp_path, data_dir, datasets):
   config = _config(data_dir, learning_rate=1e6, log_every_steps=12, schedule='constant')
   with jax.debug_nans(False), pytest.raises(metrics.DivergenceError, match=r'diverged at step'):
@@ -271,6 +288,10 @@ def test_progress_switch_covers_reading_splits(capsys):
   assert 'reading' not in capsys.readouterr().err
   pipeline.read_split(examples, progress=True, desc='test')
   assert 'reading test' in capsys.readouterr().err  # Positive control.
+  from tensorflow_datasets.core.utils import tqdm_utils
+  with pipeline._tfds_progress(False):  # tfds's bars while preparing a data set
+    assert not tqdm_utils._active
+  assert tqdm_utils._active
 
 
 def test_compare_accepts_the_readme_forms_and_labels_runs_uniquely(tmp_path, trained):
