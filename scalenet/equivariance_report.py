@@ -147,7 +147,8 @@ def main(argv=None) -> None:
   parser.add_argument('--cache', default='results/equivariance.json',
                       help='per-model results kept here: an interrupted or partial run '
                            'resumes, and models measured earlier are reused')
-  parser.add_argument('--recompute', action='store_true', help='ignore the cache')
+  parser.add_argument('--recompute', action='store_true',
+                      help='measure the --models again even if cached')
   args = parser.parse_args(argv)
   names = sorted(models.MODELS) if args.models == 'all' else args.models.split(',')
   unknown = sorted(set(names) - set(models.MODELS))
@@ -157,7 +158,9 @@ def main(argv=None) -> None:
   digits = readers.read_mnist_5k()[0][:args.num_images].astype(np.float32) / 255.0
   setting = {'seeds': args.seeds, 'num_images': args.num_images,
              'rescale': transforms.DEFAULT.describe()}
-  cache = {} if args.recompute else _load_cache(args.cache, setting)
+  cache = _load_cache(args.cache, setting)
+  if args.recompute:
+    cache = {n: r for n, r in cache.items() if n not in names}
   t0 = time.perf_counter()
   for name in tqdm(names, desc='models', unit='model'):
     if name not in cache:

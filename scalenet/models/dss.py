@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import _checks, layers, representations as reps, scale_convolution, scale_space
+from scalenet import transforms
 from scalenet.models import common
 
 
@@ -89,9 +91,14 @@ class DSSv2(common.Representable):
   over scales. BatchNorm statistics are shared across levels, as in DSS v1:
   each block normalises the pixels of all levels together, so train mode
   (batch statistics) and eval mode (one running average) see the same
-  mixture. Its representations are shown on the coarsest level's grid
-  (`match_sizes`, as the head reads them): a scale-space tensor whose levels
-  are `base` apart.
+  mixture.
+
+  Representations: every level is shown on the finest level's grid
+  (`_on_finest_grid`, nearest up-sampling), a scale-space tensor whose
+  levels are `base` apart. There a rescale of the input by 1/base is a
+  rescale by 1/base plus a one-level shift, as for DSS v1. (Max-pooling to
+  the coarsest grid, as the head does, would itself break that relation:
+  at random init 'block0.conv' scored Delta 0.76 at s = 1/2 that way.)
   """
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
@@ -111,12 +118,12 @@ class DSSv2(common.Representable):
   def representations(self, x):
     """'lift' and every block on the coarsest grid [B, S, h, w, C], then the logits."""
     levels = scale_space.bilinear_lift(x, num_scales=self.num_scales, base=self.base)
-    out = {'lift': scale_space.match_sizes(levels)}
+    out = {'lift': _on_finest_grid(levels)}
     for i, block in enumerate(self.blocks):
       convs, levels = _shared_norm_block(block, levels)
-      out[f'block{i}.conv'] = scale_space.match_sizes(convs)
-      out[f'block{i}'] = scale_space.match_sizes(levels)
-    pooled = scale_convolution.scale_pool(out[f'block{len(self.blocks) - 1}'],
+      out[f'block{i}.conv'] = _on_finest_grid(convs)
+      out[f'block{i}'] = _on_finest_grid(levels)
+    pooled = scale_convolution.scale_pool(scale_space.match_sizes(levels),
                                           self.scale_pool_mode)
     out['logits'] = self.head(pooled)
     return out
@@ -125,6 +132,22 @@ class DSSv2(common.Representable):
     levels = reps.scale_space(self.base)
     return {'lift': levels, **common.block_actions(len(self.blocks), levels),
             'logits': reps.INVARIANT}
+
+
+def _on_finest_grid(levels) -> jax.Array:
+  """[B, S, H0, W0, C]: every level [B, H_k, W_k, C] up-sampled (nearest) to level 0's size.
+
+  Exact repetition where H0 / H_k is an integer (levels of a base-2 pyramid
+  before any odd-sized pooling), nearest resizing otherwise.
+  """
+  h, w = levels[0].shape[1:3]
+  out = []
+  for z in levels:
+    if h % z.shape[1] == 0 and w % z.shape[2] == 0 and h // z.shape[1] == w // z.shape[2]:
+      out.append(transforms.nearest_upsample(z, h // z.shape[1]))
+    else:
+      out.append(jax.image.resize(z, (z.shape[0], h, w, z.shape[3]), 'nearest'))
+  return jnp.stack(out, axis=1)
 
 
 def _shared_norm_block(block: common.Block, levels):
