@@ -119,8 +119,18 @@ def dilated_impulses(size: int, effective_size: int, scale: int) -> np.ndarray:
   return out
 
 
-class _Objective:
-  """Expected loss terms of (2): L_pair(K) = E ||D_r(x * K_j) - (D_r x) * K_i||^2, summed over functions."""
+class BasisLoss:
+  """The loss (2) in expectation over random images, as quadratic forms of the kernels.
+
+  L_pair(K) = E ||D_r(x * K_j) - (D_r x) * K_i||^2 summed over the functions
+  of K [F, S, k, k]; J(K) = sum_pairs sqrt(L_pair) is (2).
+
+  Args:
+    size: kernel size k.
+    scales: the S scales; pairs are i < j, row-major.
+    mean, var: the random images' pixel mean and variance.
+    image_size: side of the random images (sets which outputs are summed).
+  """
 
   def __init__(self, size: int, scales, mean: float, var: float, image_size: int):
     self.size, self.scales = size, tuple(scales)
@@ -191,7 +201,7 @@ def solve_proxy(size: int, scales, *, effective_size: int = 7, mean: float = RAN
     kernels[:, j] = dilated_impulses(size, effective_size, int(scales[j]))
   if not free:
     return kernels
-  objective = _Objective(size, scales, mean, var, image_size)
+  objective = BasisLoss(size, scales, mean, var, image_size)
   idx_free = np.concatenate([np.arange(j * taps, (j + 1) * taps) for j in free])
   idx_fixed = np.concatenate([np.arange(j * taps, (j + 1) * taps) for j in fixed])
   weights = np.ones(len(objective.pairs))

@@ -71,7 +71,10 @@ def test_variant_hyperparameters_are_fixed_by_the_name():
     models.get_model('mnist_ss_28', rngs=nnx.Rngs(0), kernel_sizes=(3, 5))
 
 
-@pytest.mark.parametrize('name', sorted(PINNED))
+# One model per class and input path (the variants of a class differ only in
+# basis hyperparameters); every name's output shape is checked above.
+@pytest.mark.parametrize('name', ['mnist_ses_scalar_28', 'mnist_ses_vector_56', 'mnist_ss_56',
+                                  'mnist_disco'])
 def test_output_shape_and_layerwise_equivariance_at_reduced_width(name, basis_dir, digits):
   model = _build(name, basis_dir, **SMALL)
   x = digits[0][:2]
@@ -86,7 +89,7 @@ def test_output_shape_and_layerwise_equivariance_at_reduced_width(name, basis_di
   assert all(math.isfinite(v) for v in delta.values()), delta
 
 
-@pytest.mark.parametrize('name', ['mnist_ses_scalar_28', 'mnist_ses_vector_56', 'mnist_ss_28',
+@pytest.mark.parametrize('name', ['mnist_ses_scalar_28', 'mnist_ses_vector_28', 'mnist_ss_28',
                                   'mnist_disco'])
 def test_trains_on_mnist_digits_at_reduced_width(name, basis_dir, digits):
   model = _build(name, basis_dir, **SMALL)
@@ -190,7 +193,7 @@ def test_disco_integer_scales_are_the_dilated_impulses(proxy):
 
 def test_disco_proxy_minimises_the_reference_loss(proxy):
   """The gradient of J (the reference's loss in expectation) vanishes at the proxy."""
-  objective = disco_basis._Objective(15, SCALES, disco_basis.RANDOM_MEAN,
+  objective = disco_basis.BasisLoss(15, SCALES, disco_basis.RANDOM_MEAN,
                                      disco_basis.RANDOM_VAR, disco_basis.IMAGE_SIZE)
   grad = objective.gradient(proxy)[:, 1:3]
   moved = proxy.copy()
@@ -263,7 +266,7 @@ def test_disco_solution_on_sampled_images_small_problem():
       for xx in (math.floor(x), math.floor(x) + 1):
         naive[k, 1, yy, xx] += (1 - abs(y - yy)) * (1 - abs(x - xx))
   images = np.random.default_rng(0).uniform(size=(16, size, size))
-  objective = disco_basis._Objective(5, scales, disco_basis.RANDOM_MEAN, disco_basis.RANDOM_VAR,
+  objective = disco_basis.BasisLoss(5, scales, disco_basis.RANDOM_MEAN, disco_basis.RANDOM_VAR,
                                      size)
   sampled = {name: _sampled_loss(k, scales, images)
              for name, k in (('disco', kernels), ('naive', naive), ('plain', plain))}
@@ -273,9 +276,13 @@ def test_disco_solution_on_sampled_images_small_problem():
   assert sampled['disco'] < 0.8 * sampled['plain'], sampled
 
 
-def test_disco_first_and_last_levels_are_exactly_equivariant_to_2x_subsampling(basis_dir,
-                                                                                 digits):
-  """Level 3 (s = 2) is level 0 dilated by 2, so lift(x)[3] at even pixels = lift(x[::2, ::2])[0]."""
+def test_disco_first_and_last_levels_are_exactly_equivariant_to_2x_subsampling(
+    basis_dir, digits):
+  """Level 3 (s = 2) is level 0 dilated by 2: lift(x)[3] at even pixels = lift(x[::2, ::2])[0].
+
+  Exact for any image (zero padding included), because the DISCO proxy at an
+  integer scale is the dilated impulse grid itself, zero between its taps.
+  """
   model = _build('mnist_disco', basis_dir, **SMALL)
   conv = model.convs[0]
   x = digits[0][:2]

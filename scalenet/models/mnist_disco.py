@@ -1,4 +1,4 @@
-"""DISCO on scale-MNIST (Sosnovik, Moskalev & Smeulders, BMVC 2021): the SESN backbone on the DISCO basis.
+"""DISCO on scale-MNIST (Sosnovik, Moskalev & Smeulders, BMVC 2021): SESN on the DISCO basis.
 
   model = get_model('mnist_disco', rngs=nnx.Rngs(0))    # 494,549 parameters
 
@@ -89,7 +89,7 @@ class MNISTDISCO(common.Representable):
                                   rngs=rngs)
 
   def representations(self, x):
-    """'block{i}.conv' [B, S, H, W, C]; 'block0', 'block1' per level; 'block2' [B, 2, 2, C]; 'logits'."""
+    """'block{i}.conv' [B, S, H, W, C]; 'block0', 'block1' per level; 'block2' [B, 2, 2, C]."""
     out = {}
     x = mnist_common.upsample(x, self.upsample)
     for i in range(2):

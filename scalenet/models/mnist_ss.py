@@ -60,9 +60,10 @@ def steered_kernels(mult_real, mult_imag, real, imag, phases) -> jax.Array:
 
 
 class ScaleSteeringConv(nnx.Module):
-  """Max over sizes of convs with steered log-radial kernels, then relu: [B, H, W, Cin] -> [B, H, W, Cout].
+  """Max over sizes of convs with steered log-radial kernels, then relu.
 
-  `pre_activation(x)` is the maximum before the relu.
+  [B, H, W, Cin] -> [B, H, W, Cout]; `pre_activation(x)` is the maximum
+  before the relu.
   """
 
   def __init__(self, in_features: int, out_features: int, *, kernel_sizes, base_size: int = 11,
