@@ -223,9 +223,15 @@ def solve_proxy(size: int, scales, *, effective_size: int = 7, mean: float = RAN
   return kernels
 
 
+# Bumped whenever `solve_proxy` changes, so no stale cache is read.
+SOLVER_VERSION = 1
+
+
 def cache_path(cache_dir: str, size: int, scales, effective_size: int) -> str:
+  """Where the proxy of (size, scales, effective_size) is cached under cache_dir."""
   scales = '_'.join(f'{s:g}' for s in scales)
-  return os.path.join(cache_dir, f'disco_proxy_size{size}_eff{effective_size}_scales{scales}.npy')
+  return os.path.join(cache_dir, f'disco_proxy_v{SOLVER_VERSION}_size{size}_eff{effective_size}'
+                                 f'_scales{scales}.npy')
 
 
 def proxy_basis(size: int, scales, *, effective_size: int = 7,

@@ -109,6 +109,25 @@ def test_trains_on_mnist_digits_at_reduced_width(name, basis_dir, digits):
   assert np.mean(losses[-3:]) < losses[0] - 0.2, losses
 
 
+def test_sesn_basis_scales_grids_and_normalisation():
+  """Rounded scales as the reference's; level j zero outside its own grid; unit norm at level 0."""
+  assert ses_basis.reference_scales(2.0, 2.0, 3) == (2.0, 2.83, 4.0)
+  assert ses_basis.reference_scales(1.7, 3.0, 4) == (1.7, 2.45, 3.54, 5.1)
+  scales = ses_basis.reference_scales(1.7, 3.0, 4)
+  basis = ses_basis.steerable_hermite_basis(15, scales, mult=1.5)
+  assert basis.shape == (49, 4, 15, 15)
+  np.testing.assert_allclose(np.linalg.norm(basis[:, 0], axis=(-2, -1)), 1.0, rtol=1e-6)
+  for j, s in enumerate(scales):
+    half = ses_basis.support_size(15, s, scales[-1]) // 2
+    inside = np.zeros((15, 15), bool)
+    inside[7 - half:8 + half, 7 - half:8 + half] = True
+    assert not np.any(basis[:, j][:, ~inside]) and np.all(np.any(basis[:, j] != 0, axis=0)[inside])
+  # Function 0 is the Gaussian exp(-t^2 / (2 sigma^2)) / sigma^2 of width 1.7 at level 0.
+  t = np.arange(-2, 3)
+  g = np.exp(-(t[:, None]**2 + t[None, :]**2) / (2 * 1.7**2))
+  np.testing.assert_allclose(basis[0, 0, 5:10, 5:10], g / np.linalg.norm(g), rtol=1e-6)
+
+
 # --- SESN: what is exactly equivariant --------------------------------------
 #
 # Its basis is sampled from psi_sigma(t) = psi_1(t / sigma) / sigma^2 and
