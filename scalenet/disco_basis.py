@@ -50,10 +50,12 @@ import numpy as np
 
 from scalenet import ses_basis
 
-# Pixels of the reference's random images: ~uniform on [0, 1].
+# Pixels of the reference's random images, i.i.d. uniform on [0, 1]: its
+# torchvision FakeData images through ToTensor measured mean 0.499, variance
+# 0.084 (1/12 = 0.083), neighbour correlation 0.01.
 RANDOM_MEAN = 0.5
 RANDOM_VAR = 1.0 / 12.0
-# The reference's random images and the crop of its loss (size // 2 + 1).
+# Side of the reference's random images (its loss crops size // 2 + 1 pixels).
 IMAGE_SIZE = 154
 
 
