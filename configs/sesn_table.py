@@ -2,7 +2,9 @@
 
 The reference protocol (ISosnovik/sesn experiments_mnist.sh): Adam, lr 0.01
 x0.1 at epochs 20 and 40, 60 epochs, batch 128, no weight decay; models at
-the reference widths (~495k parameters each).
+the reference widths (~495k parameters each); the reference data generation
+(bicubic rescale without antialias, stratified split) and input
+normalisation; the best-validation checkpoint is evaluated.
 
   python train.py --config configs/sesn_table.py:mnist_cnn_28 --workdir workdirs/mnist_cnn_28
   python evaluate.py --config configs/sesn_table.py:mnist_cnn_28 --workdir workdirs/mnist_cnn_28
@@ -60,6 +62,10 @@ def get_config(arg=None):
   config.schedule = 'step'  # MultiStepLR.
   config.lr_decay_epochs = (20, 40)  # Its milestones.
   config.lr_decay_factor = 0.1  # Its gamma.
+  config.generator = 'reference'  # Its data: bicubic L_s, no antialias, stratified split.
+  config.rescale = dict(method='cubic', antialias=False)  # One L_s: the generator's.
+  config.input_norm = 'reference'  # Its loaders' normalisation (mean 0.0607, std 0.2161).
+  config.eval_checkpoint = 'best'  # Best validation accuracy, as train_scale_mnist.py.
   if 'plus' in options:
     config.augment_scale = (0.5, 2.0)  # RandomAffine(scale=(0.5, 2)) on training images.
   if 'tiny' in options:
