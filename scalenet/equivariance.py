@@ -136,20 +136,41 @@ def representation_fn(model: nnx.Module, preprocess=None):
   return lambda x: fn(state, x)
 
 
+def _off_grid(actions: dict, factor) -> dict:
+  """{name: reason} for the representations `factor` cannot act on exactly."""
+  reasons = {}
+  for name, a in actions.items():
+    if a.kind == 'scale_space':
+      try:
+        reps.level_shift(factor, a.ratio)
+      except reps.FactorError as e:
+        reasons[name] = str(e)
+  return reasons
+
+
 def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAULT,
-                    batch_size: int | None = None, fn=None, preprocess=None) -> dict:
-  """{name: (num [N], den [N])} per representation, in chunks of `batch_size`.
+                    batch_size: int | None = None, fn=None, preprocess=None,
+                    skip_off_grid: bool = False) -> tuple[dict, dict]:
+  """Per-image terms of every representation, in chunks of `batch_size`.
+
+  Returns:
+    ({name: (num [N], den [N])}, {name: reason}): the second dict names the
+    representations `factor` cannot act on exactly (a scale-space tensor
+    whose ratio it is not a power of, or which it shifts past every level);
+    they are measured by nobody. Without `skip_off_grid` any such
+    representation raises FactorError instead, before any forward pass where
+    it can be known.
 
   `fn` (from `representation_fn(model, preprocess)`) may be passed to reuse
   one compiled function across factors. Other arguments as for
   `layerwise_equivariance`.
   """
   actions = model.scale_actions()
-  fn = fn or representation_fn(model, preprocess)
   transforms.check_factor(factor)
-  for a in actions.values():  # a factor the model cannot take fails before any pass
-    if a.kind == 'scale_space':
-      reps.level_shift(factor, a.ratio)
+  off_grid = _off_grid(actions, factor)
+  if off_grid and not skip_off_grid:
+    raise reps.FactorError(next(iter(off_grid.values())))
+  fn = fn or representation_fn(model, preprocess)
   x = jnp.asarray(x)
   batch_size = batch_size or len(x)
   chunks = []
@@ -159,10 +180,23 @@ def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAU
     if set(y) != set(actions):  # (jit returns dicts with sorted keys)
       raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '
                        f'scale_actions declares {sorted(actions)}.')
-    chunks.append({name: _squared_norms(*transforms.output_transform(a, rescale_fn)(
-        lhs[name], y[name], factor)) for name, a in actions.items()})
-  return {name: tuple(np.concatenate([np.asarray(c[name][k]) for c in chunks])
-                      for k in range(2)) for name in actions}
+    chunk = {}
+    for name, a in actions.items():
+      if name in off_grid:
+        continue
+      try:
+        pair = transforms.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
+      except reps.FactorError as e:  # shifts past every level of this representation
+        if not skip_off_grid:
+          raise
+        off_grid[name] = str(e)
+        continue
+      chunk[name] = _squared_norms(*pair)
+    chunks.append(chunk)
+  terms = {name: tuple(np.concatenate([np.asarray(c[name][k]) for c in chunks])
+                       for k in range(2))
+           for name in actions if name not in off_grid}
+  return terms, off_grid
 
 
 def layerwise_equivariance(model: nnx.Module, x, factor, *, reduction: str = 'mean',
@@ -187,30 +221,32 @@ def layerwise_equivariance(model: nnx.Module, x, factor, *, reduction: str = 'me
     Python floats, NaN where the reference is identically zero.
   """
   _check_reduction(reduction)
-  terms = layerwise_terms(model, x, factor, rescale_fn=rescale_fn, batch_size=batch_size,
-                          preprocess=preprocess)
+  terms, _ = layerwise_terms(model, x, factor, rescale_fn=rescale_fn, batch_size=batch_size,
+                             preprocess=preprocess)
   return {name: float(reduce_terms(num, den, reduction)) for name, (num, den) in terms.items()}
 
 
 def layerwise_curves(model: nnx.Module, x, factors: Iterable[float], *,
                      reduction: str = 'mean', rescale_fn=transforms.DEFAULT,
-                     batch_size: int | None = None, preprocess=None) -> dict:
-  """{factor: layerwise Delta} for several factors, compiling the model once.
+                     batch_size: int | None = None, preprocess=None) -> tuple[dict, dict]:
+  """Layer-wise Delta for several factors, compiling the model once.
 
-  A factor the model cannot take (not a power of a scale ratio, or shifting
-  past every level) is left out and its reason returned:
-  (curves, {factor: error message}).
+  Every representation is measured at every factor it can take; the others
+  (a scale-space tensor whose ratio the factor is not a power of) are left
+  out, never rounded, and their reasons returned.
+
+  Returns:
+    ({factor: {name: Delta}}, {factor: {name: reason}}), in the model's order.
   """
   _check_reduction(reduction)
   fn = representation_fn(model, preprocess)
   curves, skipped = {}, {}
   for f in factors:
-    try:
-      terms = layerwise_terms(model, x, f, rescale_fn=rescale_fn, batch_size=batch_size,
-                              fn=fn)
-    except reps.FactorError as e:
-      skipped[f] = str(e)
-      continue
-    curves[f] = {name: float(reduce_terms(num, den, reduction))
-                 for name, (num, den) in terms.items()}
+    terms, off_grid = layerwise_terms(model, x, f, rescale_fn=rescale_fn,
+                                      batch_size=batch_size, fn=fn, skip_off_grid=True)
+    if terms:
+      curves[f] = {name: float(reduce_terms(num, den, reduction))
+                   for name, (num, den) in terms.items()}
+    if off_grid:
+      skipped[f] = off_grid
   return curves, skipped

@@ -26,6 +26,7 @@ from flax import nnx
 
 from scalenet import equivariance, models, plots, representations, transforms
 from scalenet.data import readers
+from scalenet import tables
 from scalenet.tables import factor_key
 
 
@@ -39,7 +40,8 @@ def model_inputs(model_name: str, digits: np.ndarray) -> np.ndarray:
 
 def measure(name: str, images: np.ndarray, seeds, *, rescale_fn=transforms.DEFAULT,
             batch_size: int = 32) -> dict:
-  """{'factors': {key: {layer: [Delta per seed]}}, 'skipped': {key: reason}, 'actions'}."""
+  """{'factors': {key: {layer: [Delta per seed]}}, 'skipped': {key: {layer: reason}},
+  'smallest': key of the smallest exact factor, 'actions': {layer: str}}."""
   values, skipped, actions = {}, {}, None
   for seed in seeds:
     model = models.get_model(name, rngs=nnx.Rngs(seed))
@@ -64,8 +66,9 @@ def _cell(vals) -> str:
   return f'{m:.3g} +- {s:.2g}' + (' (>1)' if m > 1 else '')
 
 
-def _first_last(curve: dict):
-  blocks = [k for k in curve if k.startswith('block') and not k.endswith('.conv')]
+def _first_last(curve: dict, layers) -> tuple:
+  """(first conv, last block, logits) values of `curve` (None where not measured)."""
+  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
   return curve.get('block0.conv'), curve.get(blocks[-1]) if blocks else None, curve.get('logits')
 
 
@@ -78,14 +81,16 @@ def render(results: dict, header: str) -> str:
            '|---|---|---|---|---|---|---|---|---|']
   for name, r in results.items():
     ratios = sorted({a for a in r['actions'].values() if a.startswith('scale_space')})
-    at_half = _first_last(r['factors'].get(half, {}))
+    at_half = _first_last(r['factors'].get(half, {}), r['actions'])
     small = r['smallest']
-    at_small = _first_last(r['factors'].get(small, {})) if small != half else ('=',) * 3
+    at_small = (_first_last(r['factors'].get(small, {}), r['actions']) if small != half
+                else ('=',) * 3)
     cells = [_cell(v) if v != '=' else '=' for v in (*at_half, *at_small)]
     lines.append(f"| {name} | {', '.join(ratios) or 'none'} | " + ' | '.join(cells[:3])
                  + f' | {float(small):.4f} | ' + ' | '.join(cells[3:]) + ' |')
-  lines += ['', '"-": the factor is not an integer power of the model\'s scale ratio '
-            '(not measured, never rounded); "=": the smallest exact factor is 1/2.', '']
+  lines += ['', '"-": not measured, because the factor is not an integer power of the '
+            'scale ratio of that scale-space representation (never rounded); "=": the '
+            'smallest exact factor is 1/2.', '']
   for name, r in results.items():
     keys = sorted(r['factors'], key=float)
     layers = list(r['actions'])
@@ -95,8 +100,7 @@ def render(results: dict, header: str) -> str:
     for layer in layers:
       lines.append(f"| {layer} | {r['actions'][layer]} | "
                    + ' | '.join(_cell(r['factors'][k].get(layer)) for k in keys) + ' |')
-    for k, why in r['skipped'].items():
-      lines.append(f'\ns = {float(k):.4f} not measured: {why}')
+    lines += tables.skipped_notes(r['skipped'])
     lines.append('')
   return '\n'.join(lines)
 

@@ -35,7 +35,8 @@ def equivariance_results(model, images: np.ndarray, config, preprocess=None) -> 
 
   Returns:
     {'rescale': L_s, 'num_images', 'reduction', 'actions': {name: action},
-     'layerwise': {factor key: {name: Delta}}, 'skipped': {factor key: reason}}.
+     'layerwise': {factor key: {name: Delta}},
+     'skipped': {factor key: {name: reason}}}.
   """
   actions = model.scale_actions()
   factors = sorted(set(config.eval_equivariance_factors)

@@ -16,7 +16,8 @@ The parts of results.json read here (missing entries render as '-'):
   accuracy_vs_scale {factor_key: acc},
   equivariance: {'layerwise': {factor_key: {representation: Delta}},
                  'actions': {representation: str}, 'num_images': int,
-                 'rescale': {'method', 'antialias'}, 'skipped': {factor_key: why}}.
+                 'rescale': {'method', 'antialias'},
+                 'skipped': {factor_key: {representation: why}}}.
 The published table's Delta columns read
 equivariance.layerwise[factor_key(s)][layer] for layer in DELTA_LAYERS
 ('block0.conv': the first convolution; 'logits': invariance) and s in
@@ -110,9 +111,25 @@ def run_markdown(results: dict) -> str:
     for n in names:
       lines.append(_row([n, actions.get(n, MISSING)]
                         + [_num(layerwise[f].get(n), '.3g') for f in factors]))
-  for f, why in (eq.get('skipped') or {}).items():
-    lines.append(f'\ns = {float(f):.4f} not measured: {why}')
+  lines += skipped_notes(eq.get('skipped') or {})
   return '\n'.join(lines) + '\n'
+
+
+def skipped_notes(skipped: dict) -> list[str]:
+  """Lines saying which representations were not measured at which factor, and why.
+
+  skipped: {factor_key: {representation: reason}} (older results.json files:
+  {factor_key: reason} for the whole factor).
+  """
+  lines = []
+  for f, why in skipped.items():
+    if isinstance(why, dict):
+      names = ', '.join(why)
+      why = next(iter(why.values()), '')
+      lines.append(f'\ns = {float(f):.4f}: {names} not measured ({why})')
+    else:
+      lines.append(f'\ns = {float(f):.4f} not measured: {why}')
+  return lines
 
 
 def _delta_names():
@@ -141,16 +158,23 @@ def comparison_markdown(runs: dict) -> str:
 
 # --- The published table: runs grouped by model family, size and setting. ---
 
+# Models without a size suffix whose network runs at another resolution than
+# its input: DISCO up-samples the 28x28 digits 2x (the reference's 56 column).
+NATIVE_SIZE = {'mnist_disco': 56}
+
+
 def split_model_name(name: str, image_size=None) -> tuple[str, int]:
   """'mnist_ses_scalar_28' -> ('mnist_ses_scalar', 28); others keep their name.
 
-  A name without a size suffix (e.g. 'dss_v1') goes in the column of
+  The reference's 'p' variants (tuned for the '+' setting) are rows of their
+  own: 'mnist_ses_scalar_56p' -> ('mnist_ses_scalar (p)', 56). A name without
+  a size suffix (e.g. 'dss_v1') goes in the column of NATIVE_SIZE or of
   `image_size` (default 28).
   """
-  m = re.fullmatch(r'(.+)_(\d+)', name)
+  m = re.fullmatch(r'(.+)_(\d+)(p?)', name)
   if m and int(m.group(2)) in SIZES:
-    return m.group(1), int(m.group(2))
-  return name, int(image_size or SIZES[0])
+    return m.group(1) + (' (p)' if m.group(3) else ''), int(m.group(2))
+  return name, int(NATIVE_SIZE.get(name) or image_size or SIZES[0])
 
 
 def load_runs(root: str) -> list[dict]:

@@ -273,3 +273,14 @@ def test_running_batch_stats_converge_so_eval_mode_matches_train_mode(name):
     train_logits = forward(model, x)
   model.eval()
   np.testing.assert_allclose(forward(model, x), train_logits, rtol=1e-3, atol=1e-3)
+
+
+def test_curves_measure_every_representation_a_factor_can_act_on():
+  """At s = 1/2 a SESN with ratio 1.5 has no exact level shift: its
+  scale-space blocks are left out (with the reason), its logits measured."""
+  sesn = models.get_model('sesn', rngs=nnx.Rngs(0), **TINY['sesn'])
+  curves, skipped = equivariance.layerwise_curves(sesn, _input('sesn', batch=4), [0.5, 1 / 1.5])
+  assert list(curves[0.5]) == ['logits'] and np.isfinite(curves[0.5]['logits'])
+  assert set(skipped[0.5]) == set(sesn.scale_actions()) - {'logits'}
+  assert 'nearest valid factors' in skipped[0.5]['block0']
+  assert list(curves[1 / 1.5]) == list(sesn.scale_actions()) and 1 / 1.5 not in skipped

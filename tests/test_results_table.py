@@ -134,3 +134,18 @@ def test_reproduction_script_subsets_and_bad_values(tmp_path):
   assert len(runs) == 1 and 'mnist_cnn_56/plus/r3' in runs[0]
   assert _dry_run(tmp_path, MODELS='m', SETTINGS='plain augmented').returncode == 2
   assert _dry_run(tmp_path, MODELS='m', REALIZATIONS='6').returncode == 2
+
+
+def test_p_variants_are_rows_of_their_own_and_disco_is_a_56_model():
+  assert tables.split_model_name('mnist_ses_scalar_28p') == ('mnist_ses_scalar (p)', 28)
+  assert tables.split_model_name('mnist_ses_vector_56p') == ('mnist_ses_vector (p)', 56)
+  assert tables.split_model_name('mnist_ses_vector_56') == ('mnist_ses_vector', 56)
+  assert tables.split_model_name('mnist_disco') == ('mnist_disco', 56)
+  assert tables.split_model_name('dss_v1') == ('dss_v1', 28)
+
+
+def test_skipped_notes_name_the_representations():
+  lines = tables.skipped_notes({'0.5000': {'block0': 'not a power', 'block1': 'not a power'},
+                                '0.3333': 'older format'})
+  assert 's = 0.5000: block0, block1 not measured (not a power)' in lines[0]
+  assert 'older format' in lines[1]
