@@ -55,14 +55,15 @@ def draw_layers(ax, curves: dict, *, title: str,
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   ax.grid(True, which='both', alpha=0.3)
-  ax.legend(fontsize=7, ncol=2)
+  # Below the axes: many models' curves would otherwise hide under the legend.
+  ax.legend(fontsize=7, ncol=2, loc='upper center', bbox_to_anchor=(0.5, -0.3))
 
 
 def plot_layers(curves: dict, *, title: str, path: str,
                 ylabel: str = 'equivariance error Delta') -> None:
   """One panel of `draw_layers`, saved to `path`."""
   names = {n for c in curves.values() for n in c}
-  fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names)), 4))
+  fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(names)), 4.5 + 0.15 * len(curves)))
   draw_layers(ax, curves, title=title, ylabel=ylabel)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -73,7 +74,9 @@ def plot_layer_panels(panels: dict, *, path: str, ncols: int = 2) -> None:
   """panels: {title: {label: {layer: value}}}; one `draw_layers` panel each."""
   n = len(panels)
   nrows = -(-n // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4.5 * nrows), squeeze=False)
+  most = max(len(c) for c in panels.values())
+  fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, (4.5 + 0.15 * most) * nrows),
+                           squeeze=False)
   for ax, (title, curves) in zip(axes.flat, panels.items()):
     draw_layers(ax, curves, title=title)
   for ax in list(axes.flat)[n:]:
