@@ -219,7 +219,10 @@ def _train(config, workdir, datasets, mesh) -> dict:
   check_batch(config.batch_size, mesh)
   check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
   checkpoint.write_config(workdir, config)  # Before the data: a mismatch fails fast.
-  datasets = datasets or pipeline.get_datasets(config)
+  if datasets is None:  # Training reads only the validation split of the evaluation splits.
+    wanted = config.eval_splits or ['validation']
+    datasets = pipeline.get_datasets(config, eval_splits=[s for s in wanted if s == 'validation']
+                                     or None)
   steps_per_epoch = datasets.steps_per_epoch(config.batch_size)
   if steps_per_epoch < 1:
     raise ValueError(f'config.batch_size {config.batch_size} exceeds the training set '

@@ -154,18 +154,18 @@ def prepare(config, progress: bool = True):
   return builder.as_data_source()
 
 
-def get_datasets(config, progress: bool | None = None) -> Datasets:
+def get_datasets(config, progress: bool | None = None, eval_splits=None) -> Datasets:
   """Opens the data set named by `config` and reads its splits into memory.
 
   Config keys: dataset, data_dir, data_source (None = the data set's default),
   realization, image_size (None = the smallest), generator, eval_splits
-  (None = all except train), progress_bar (every bar, unless `progress` is
-  given).
+  (None = all except train; `eval_splits` overrides it), progress_bar (every
+  bar, unless `progress` is given).
   """
   if progress is None:
     progress = config.get('progress_bar', True)
   sources = prepare(config, progress)
-  names = config.get('eval_splits') or [s for s in sources if s != 'train']
+  names = eval_splits or config.get('eval_splits') or [s for s in sources if s != 'train']
   missing = sorted(set(names) - set(sources))
   if missing:
     raise ValueError(f'config.eval_splits names unknown split(s) {missing}; '
