@@ -8,7 +8,7 @@ many programs the eval step compiled (one per input shape).
 import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 sys.path.insert(0, '.')
 from scalenet import checkpoint, evaluate, train  # noqa: E402
@@ -20,6 +20,7 @@ FLAGS = flags.FLAGS
 
 
 def main(_):
+  logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   config = checkpoint.read_config(FLAGS.workdir)
   with config.unlocked():
     config.eval_splits, config.progress_bar = None, False
