@@ -72,16 +72,21 @@ def test_evaluate_without_config_equals_training_config(trained, datasets):
   assert own['checkpoint'] == {'kind': 'latest', 'step': 10, 'epoch': 1.0}
 
 
-@pytest.mark.parametrize('key,value', [('realization', 1), ('data_source', 'download'),
-                                       ('image_size', 56), ('model', {'channels': (4, 16)}),
-                                       ('rescale', {'method': 'cubic', 'antialias': False})])
-def test_contradicting_config_is_refused_naming_the_key(trained, datasets, key, value):
+@pytest.mark.parametrize('overrides,keys', [
+    ({'realization': 1}, 'realization'), ({'data_source': 'download'}, 'data_source'),
+    ({'image_size': 56}, 'image_size'), ({'model': {'channels': (4, 16)}}, 'model'),
+    ({'generator': 'reference', 'rescale': {'method': 'cubic', 'antialias': False}},
+     'generator, rescale')])
+def test_contradicting_config_is_refused_naming_the_key(trained, datasets, overrides, keys):
   wd, config = trained
-  other = _config(config.data_dir, **{key: value})
-  with pytest.raises(checkpoint.CheckpointError, match=f'disagrees with the run on {key} '):
+  other = _config(config.data_dir, **overrides)
+  with pytest.raises(checkpoint.CheckpointError, match=f'disagrees with the run on {keys} '):
     evaluate.evaluate(other, wd, datasets)
-  with pytest.raises(checkpoint.CheckpointError, match=f'resuming .* on {key} '):
+  with pytest.raises(checkpoint.CheckpointError, match=f'resuming .* on {keys} '):
     train.train_and_evaluate(other, wd, datasets)
+  # Negative control: an explicitly stated default is the same run.
+  same = _config(config.data_dir, image_size=28, data_source='mnist_5k')
+  assert evaluate.run_config(wd, same).image_size == 28
 
 
 def test_evaluation_restores_only_the_weights(tmp_path, data_dir, datasets):
