@@ -14,7 +14,7 @@ import copy
 import json
 import os
 
-from scalenet import evaluate, models, plots, train
+from scalenet import evaluate, models, plots, tables, train
 
 
 def point_name(key: str, value) -> str:
@@ -78,7 +78,8 @@ def plot_sweep(done: dict, out_dir: str) -> None:
     plots.plot_curves({f'{key}={v}': r['accuracy_vs_scale'] for v, r in by_value.items()},
                       ylabel='test accuracy', title=f'sweep over {key}: accuracy',
                       path=os.path.join(out_dir, f'{safe}_accuracy.png'))
-    plots.plot_curves({f'{key}={v}': r['equivariance']['features'] for v, r in by_value.items()},
-                      ylabel='Delta(s) on features', logy=True,
-                      title=f'sweep over {key}: equivariance error',
+    half = tables.factor_key(0.5)
+    plots.plot_layers({f'{key}={v}': r['equivariance']['layerwise'][half]
+                       for v, r in by_value.items() if half in r['equivariance']['layerwise']},
+                      title=f'sweep over {key}: equivariance error by layer, s = 0.5',
                       path=os.path.join(out_dir, f'{safe}_equivariance.png'))

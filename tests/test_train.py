@@ -231,6 +231,7 @@ def test_sweep_runs_every_point_resumes_and_plots(tmp_path, data_dir, monkeypatc
   assert set(done['model.interaction']) == {'1', '2'}
   assert done['model.interaction']['2']['model']['interaction'] == 2
   assert (tmp_path / 'plots' / 'model_interaction_accuracy.png').stat().st_size > 0
+  assert (tmp_path / 'plots' / 'model_interaction_equivariance.png').stat().st_size > 0
   assert len(calls) == 3
   sweep.run_sweep(config, str(tmp_path))  # everything evaluated: nothing retrains
   assert len(calls) == 3
