@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
 import numpy as np
+import optax
+from flax import nnx
 
 
 def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
@@ -25,27 +28,70 @@ def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
           'compile_s': compile_s}
 
 
-def time_train_step(model, x, y, repeats: int = 5) -> dict:
-  """Median ms of scalenet's jitted training step (Adam) on one batch, and compile s."""
-  import optax
-  from flax import nnx
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def train_step(graphdef, state, batch):
+  """One Adam step: the forward, loss, backward and update of
+  `scalenet.train.train_step`, without its metrics. Kept here so that the
+  benchmarks import no data stack (tensorflow-datasets), e.g. on a GPU host.
+  """
+  model, opt = nnx.merge(graphdef, state)
 
-  from scalenet import train
-  opt = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+  def loss_fn(model):
+    logits = model(batch['image'])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+
+  loss, grads = nnx.value_and_grad(loss_fn)(model)
+  opt.update(model, grads)
+  return nnx.state((model, opt)), loss
+
+
+def train_state(model, x, y, lr: float = 1e-2):
+  """(graphdef, state, batch) for `train_step`; the model in training mode."""
+  opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
   model.train()
   graphdef, state = nnx.split((model, opt))
-  data = {'image': jax.numpy.asarray(x), 'label': jax.numpy.asarray(y)}
+  return graphdef, state, {'image': jax.numpy.asarray(x), 'label': jax.numpy.asarray(y)}
+
+
+def time_train_step(model, x, y, repeats: int = 5, budget_s: float | None = None) -> dict:
+  """Median ms of one jitted Adam training step on one batch, and compile s.
+
+  The first step after compiling is dropped. With `budget_s`, repeating stops
+  once that many seconds went into timed steps (at least one is kept), so a
+  step of minutes is timed once; `runs` says how many were.
+  """
+  graphdef, state, data = train_state(model, x, y)
   t0 = time.perf_counter()
-  state, m = train.train_step(graphdef, state, data, 0.0)
+  state, m = train_step(graphdef, state, data)
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
   times = []
-  for _ in range(repeats + 1):  # the first one after compiling is dropped too
+  for _ in range(repeats + 1):
     t0 = time.perf_counter()
-    state, m = train.train_step(graphdef, state, data, 0.0)
+    state, m = train_step(graphdef, state, data)
     jax.block_until_ready(m)
     times.append((time.perf_counter() - t0) * 1e3)
-  return {'median_ms': float(np.median(times[1:])), 'compile_s': compile_s}
+    if budget_s is not None and (compile_s + sum(times) / 1e3) > budget_s:
+      break
+  kept = times[1:] or times
+  return {'median_ms': float(np.median(kept)), 'compile_s': compile_s, 'runs': len(kept)}
+
+
+def step_flops(model, x, y) -> float:
+  """FLOPs of one `train_step` from XLA's cost analysis of its HLO."""
+  graphdef, state, data = train_state(model, x, y)
+  lowered = train_step.lower(graphdef, state, data)
+  cost = None
+  for get in (lowered.cost_analysis, lambda: lowered.compile().cost_analysis()):
+    try:
+      cost = get()
+    except Exception:  # pylint: disable=broad-except  # absent in some versions/backends
+      continue
+    if cost:
+      break
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost.get('flops', float('nan'))) if cost else float('nan')
 
 
 def fwd_bwd(f):

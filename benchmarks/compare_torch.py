@@ -1,15 +1,24 @@
 """scalenet vs PyTorch on the same shapes, same machine, same run; prints ratios.
 
   python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -r benchmarks/requirements.txt
-  .venv-bench/bin/python benchmarks/compare_torch.py [--repeats 20] [--device cpu|gpu]
+  .venv-bench/bin/python benchmarks/compare_torch.py [--only NAME,...] [--device cpu|gpu]
 
-(a) deform_conv vs torchvision.ops.deform_conv2d (v1 and v2), forward and
-    forward+backward (gradients w.r.t. input and weight), outputs compared;
-(b) scale_conv vs a PyTorch loop of dilated F.conv2d calls, one per level, as
-    the DSS reference code does it, outputs compared;
-(c) one DSS v1 and one SESN training step (forward, backward, Adam) vs the
-    same architecture written in PyTorch below, weights copied from the Flax
-    model and logits compared first.
+`--only` takes op sections and model registry names (default: every section
+and every registered model):
+  deform      deform_conv (every impl) vs torchvision.ops.deform_conv2d, and
+              the ratio to a plain conv of the same shape;
+  scale_conv  scale_conv vs a PyTorch loop of dilated F.conv2d calls;
+  plain       a plain 3x3 conv;
+  layers      the zoo's large-kernel and 7x7 conv layers: conv2d's direct and
+              FFT paths, the path 'auto' picks, and torch's F.conv2d;
+  models      every model in `scalenet.models.MODELS`, or NAME for one.
+Per model: one Adam training step (batch 128) down conv2d's 'auto' choice and
+down the direct path (`conv.force_method`), the ratio, the PyTorch twin where
+one exists (the reference code of ISosnovik/sesn and ISosnovik/disco, loaded at
+run time by benchmarks/torch_reference.py; for dss_v1 and sesn the twins
+below, with the Flax weights copied in and logits compared), and the
+roofline: FLOPs per step from `jax.stages` cost analysis of the direct-path
+step, divided by the step time.
 
 PyTorch is a benchmark-only dependency (benchmarks/requirements.txt): without
 it the script says how to install it and exits 0. Medians of `repeats` runs
@@ -30,8 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks._timing import environment, fwd_bwd, time_fn, time_train_step
-from scalenet import bases, deform, models, scale_convolution, scale_space
+from benchmarks import torch_reference
+from benchmarks._timing import environment, fwd_bwd, step_flops, time_fn, time_train_step
+from scalenet import bases, conv, deform, models, scale_convolution, scale_space
 
 try:
   import torch
@@ -88,6 +98,10 @@ def bench_deform(args, device):
   offt = _t(off.reshape(b, h, w, 18).transpose(0, 3, 1, 2), device)
   maskt = _t(mask.transpose(0, 3, 1, 2), device)
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  plain = lambda x, k: conv.conv2d(x, k, padding=1, method='direct')
+  plain_fw = time_fn(plain, x, k, repeats=args.repeats)['median_ms']
+  plain_bw = time_fn(fwd_bwd(plain), x, k, repeats=args.repeats)['median_ms']
+  print(f'plain conv of the same shape (jax): fwd {plain_fw:.2f} ms, fwd+bwd {plain_bw:.2f} ms')
   for version, m, mt in (('v1', None, None), ('v2', mask, maskt)):
     for impl in deform.IMPLS:
       f = lambda x, k, impl=impl, m=m: deform.deform_conv(
@@ -110,9 +124,9 @@ def bench_deform(args, device):
         xt.grad = kt.grad = None
 
       _row(f'deform_conv_{version}[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
-           f'max |diff| {err:.1e}')
+           f'max abs diff {err:.1e}; {fw / plain_fw:.1f}x plain conv')
       _row(f'deform_conv_{version}[{impl}] fwd+bwd', bw,
-           time_torch(t_bwd, args.repeats, sync=sync))
+           time_torch(t_bwd, args.repeats, sync=sync), f'{bw / plain_bw:.1f}x plain conv')
 
 
 # -------------------------------------------------------- (b) scale conv
@@ -161,7 +175,7 @@ def bench_scale_conv(args, device):
       xt.grad = kt.grad = None
 
     _row(f'scale_conv[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
-         f'max |diff| {err:.1e}')
+         f'max abs diff {err:.1e}')
     _row(f'scale_conv[{impl}] fwd+bwd', bw, time_torch(t_bwd, args.repeats, sync=sync))
 
 
@@ -238,10 +252,9 @@ class TorchDSS(torch.nn.Module if torch else object):
 class TorchSESN(torch.nn.Module if torch else object):
   """SESN as scalenet builds it: Hermite basis lift + group convs, max over scales, head."""
 
-  def __init__(self, channels=(32, 63, 95), scales=(1.0, 1.26, 1.59, 2.0), kernel_size=7,
-               basis_order=4, interaction=2, pools=2):
+  def __init__(self, basis, channels=(32, 63, 95), interaction=2, pools=2):
     super().__init__()
-    basis = bases.hermite_gaussian_basis(kernel_size, scales, basis_order)  # [F, S, k, k]
+    basis = np.asarray(basis)  # [F, S, k, k], the Flax model's own
     self.register_buffer('basis', torch.from_numpy(np.array(basis, np.float32)))
     self.interaction, self.pools = interaction, pools
     widths = (1, *channels)
@@ -297,45 +310,177 @@ def copy_weights(flax_model, torch_model, conv_key):
     torch_model.head.dense.bias.copy_(torch.from_numpy(np.array(head['dense']['bias'])))
 
 
-def bench_models(args, device):
+# Conv layers of the model zoo, batch 128 in the models: (name, H, Cin, Cout, k,
+# dilation). SESN/DISCO (reference widths x scales), the CNN-28 7x7s, DSS's
+# dilated 7x7s.
+LAYERS = [
+    ('ses lift 28x28 1->32x4 15x15', 28, 1, 128, 15, 1),
+    ('ses 14x14 32->63x4 15x15', 14, 32, 252, 15, 1),
+    ('ses 7x7 63->95x4 15x15', 7, 63, 380, 15, 1),
+    ('disco lift 56x56 1->32x4 15x15', 56, 1, 128, 15, 1),
+    ('disco 28x28 32->63 15x15 (x4 levels)', 28, 32, 63, 15, 1),
+    ('cnn 28x28 1->32 7x7', 28, 1, 32, 7, 1),
+    ('cnn 14x14 32->63 7x7', 14, 32, 63, 7, 1),
+    ('cnn 7x7 63->95 7x7', 7, 63, 95, 7, 1),
+    ('dss 14x14 32->63 7x7 dil 2', 14, 32, 63, 7, 2),
+    ('dss 7x7 63->95 7x7 dil 4', 7, 63, 95, 7, 4),
+]
+
+
+def bench_layers(args, device):
+  """fwd+bwd ms of each zoo conv layer: direct, FFT, what 'auto' picks, torch."""
   rng = np.random.default_rng(0)
-  x = rng.uniform(size=(args.batch, 28, 28, 1)).astype(np.float32)
-  y = rng.integers(0, 10, args.batch).astype(np.int32)
+  b = args.layer_batch
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
-  for name, twin, key in (('dss_v1', TorchDSS, 'kernel'), ('sesn', TorchSESN, 'weight')):
+  print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / fft / '
+        f'direct with channel padding; torch; auto picks')
+  for name, h, cin, cout, k, d in LAYERS:
+    x = rng.standard_normal((b, h, h, cin), np.float32)
+    kern = rng.standard_normal((k, k, cin, cout), np.float32) / np.sqrt(k * k * cin)
+    pads = conv.resolve_padding('SAME', (h, h), (k, k), 1, d)
+    pick = conv.choose_method(x.shape, kern.shape, pads, 1, d)
+    ms = {}
+    for label, method, padc in (('direct', 'direct', False), ('fft', 'fft', False),
+                                ('direct+pad', 'direct', True)):
+      if padc and conv.padded_channels(cin) == cin and conv.padded_channels(cout) == cout:
+        continue
+      f = lambda x, k, m=method, p=padc: conv.conv2d(x, k, padding='SAME', dilation=d,
+                                                     method=m, pad_channels=p)
+      ms[label] = time_fn(fwd_bwd(f), x, kern, repeats=args.layer_repeats,
+                          warmup=0)['median_ms']
+    xt = _t(x.transpose(0, 3, 1, 2), device).requires_grad_(True)
+    kt = _t(kern.transpose(3, 2, 0, 1), device).requires_grad_(True)
+
+    def t_bwd():
+      (F.conv2d(xt, kt, padding=d * (k // 2), dilation=d) ** 2).sum().backward()
+      xt.grad = kt.grad = None
+
+    torch_ms = time_torch(t_bwd, args.layer_repeats, warmup=1, sync=sync)
+    cols = '  '.join(f'{lab} {v:.1f}' for lab, v in ms.items())
+    best = ms[pick]
+    print(f'{name:<40}{cols}  torch {torch_ms:.1f}  auto={pick} '
+          f'({torch_ms / best:.2f}x torch)', flush=True)
+
+
+def _step_flops(model, x, y):
+  """FLOPs of one training step, direct path: the convolutions as defined."""
+  with conv.force_method('direct'):
+    return step_flops(model, x, y)
+
+
+def _input_shape(name):
+  return (32, 32, 3) if name.startswith('resnet') else (28, 28, 1)
+
+
+def _torch_twin(name, model, twins, device):
+  """(torch model or None, note)."""
+  if name == 'dss_v1':
+    tm = TorchDSS().to(device)
+    copy_weights(model, tm, 'kernel')
+    return tm, 'twin below, weights copied'
+  if name == 'sesn':
+    tm = TorchSESN(np.asarray(model.blocks[0].conv.basis)).to(device)
+    copy_weights(model, tm, 'weight')
+    return tm, 'twin below, weights copied'
+  if name in twins:
+    return twins[name]().to(device), 'reference code'
+  return None, 'no torch twin'
+
+
+def bench_models(args, device, names):
+  rng = np.random.default_rng(0)
+  sync = torch.cuda.synchronize if device.type == 'cuda' else None
+  twins = {}
+  try:
+    twins = torch_reference.reference_models(args.reference_dir)
+  except Exception as e:  # pragma: no cover - depends on the mirrors being there
+    print(f'(reference torch models unavailable: {type(e).__name__}: {e})')
+  paths = args.paths.split(',')
+  print(f'-- training step ms (batch {args.batch}, Adam): ' + ' | '.join(
+      f'ours[{p}]' for p in paths) + ' | torch | torch/ours[auto] | GFLOP/step | '
+      'GFLOP/s at ours[auto] | params ours/torch | note')
+  for name in names:
+    try:
+      _bench_model(args, device, name, rng, sync, twins, paths)
+    except Exception as e:  # pylint: disable=broad-except  # report and go on
+      print(f'{name}: failed ({type(e).__name__}: {str(e)[:300]})', flush=True)
+
+
+def _bench_model(args, device, name, rng, sync, twins, paths):
+  """One row of the model table."""
+  if args.deadline_s and time.perf_counter() - _START > args.deadline_s:
+    print(f'{name}: skipped (--deadline-s {args.deadline_s:.0f} reached)', flush=True)
+    return
+  shape = _input_shape(name)
+  x = rng.uniform(size=(args.batch, *shape)).astype(np.float32)
+  y = rng.integers(0, 10, args.batch).astype(np.int32)
+  try:
     model = models.get_model(name, rngs=nnx.Rngs(0))
-    tm = twin().to(device)
-    copy_weights(model, tm, key)
-    n_t = sum(p.numel() for p in tm.parameters())
-    model.train()
-    ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x)))
+  except Exception as e:
+    print(f'{name}: cannot build ({type(e).__name__}: {e})', flush=True)
+    return
+  n_ours = models.count_params(model)
+  note = ''
+  tm, note = None, 'no torch twin'
+  try:
+    tm, note = _torch_twin(name, model, twins, device)
+  except Exception as e:
+    note = f'twin failed: {type(e).__name__}: {e}'
+  torch_ms, n_t = float('nan'), None
+  if tm is not None:
+    n_t = sum(p.numel() for p in tm.parameters() if p.requires_grad)
     tm.train()
     xt = _t(x.transpose(0, 3, 1, 2), device)
     yt = torch.from_numpy(y.astype(np.int64)).to(device)
-    with torch.no_grad():
-      ref = tm(xt).cpu().numpy()
-    err = float(np.max(np.abs(ours - ref)))
-    opt = torch.optim.Adam(tm.parameters(), 1e-3)
+    if note.startswith('twin below'):
+      model.train()
+      ours = np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x)))
+      with torch.no_grad():
+        note += f', logits max abs diff {np.max(np.abs(ours - tm(xt).cpu().numpy())):.1e}'
+    opt = torch.optim.Adam(tm.parameters(), 1e-2)
 
     def t_step():
       opt.zero_grad(set_to_none=True)
       F.cross_entropy(tm(xt), yt).backward()
       opt.step()
 
-    torch_ms = time_torch(t_step, args.model_repeats, sync=sync)
-    jax_ms = time_train_step(models.get_model(name, rngs=nnx.Rngs(0)), x, y,
-                             args.model_repeats)['median_ms']
-    _row(f'{name} train step (batch {args.batch})', jax_ms, torch_ms,
-         f'params {models.count_params(model):,} / {n_t:,}, logits max |diff| {err:.1e}')
+    torch_ms = time_torch(t_step, args.model_repeats, warmup=1, sync=sync)
+  ms = {}
+  for p in paths:
+    with conv.force_method(None if p == 'auto' else p):
+      ms[p] = time_train_step(models.get_model(name, rngs=nnx.Rngs(0)), x, y,
+                              args.model_repeats, budget_s=args.budget_s)['median_ms']
+  flops = _step_flops(models.get_model(name, rngs=nnx.Rngs(0)), x, y)
+  ours = ms.get('auto', next(iter(ms.values())))
+  cols = ' | '.join(f'{ms[p]:.1f}' for p in paths)
+  print(f'{name} | {cols} | {torch_ms:.1f} | {torch_ms / ours:.2f}x | {flops / 1e9:.2f} | '
+        f'{flops / 1e9 / (ours / 1e3):.1f} | {n_ours:,} / '
+        f'{"-" if n_t is None else f"{n_t:,}"} | {note}', flush=True)
+
+
+SECTIONS = ('deform', 'scale_conv', 'plain', 'layers', 'models')
+_START = time.perf_counter()
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--repeats', type=int, default=20)
   parser.add_argument('--model-repeats', type=int, default=5)
+  parser.add_argument('--layer-repeats', type=int, default=3)
+  parser.add_argument('--layer-batch', type=int, default=32)
   parser.add_argument('--batch', type=int, default=128)
+  parser.add_argument('--budget-s', type=float, default=60.0,
+                      help='stop repeating a training step once this much time is spent')
+  parser.add_argument('--deadline-s', type=float, default=0.0,
+                      help='skip the models not started this many seconds into the run')
+  parser.add_argument('--paths', default='auto,direct',
+                      help="conv2d paths to time each model with: auto, direct, fft")
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
-  parser.add_argument('--only', default='deform,scale_conv,plain,models')
+  parser.add_argument('--only', default=','.join(SECTIONS),
+                      help='sections and/or model registry names, comma-separated')
+  parser.add_argument('--reference-dir', default=None,
+                      help='extracted reference code (torch_reference.extract); '
+                           'default: extract from the git mirrors')
   args = parser.parse_args()
   if torch is None:
     print(f'PyTorch/torchvision not installed ({_IMPORT_ERROR}); this benchmark needs them:\n'
@@ -350,19 +495,26 @@ def main():
     jax.config.update('jax_platforms', 'cpu')
     device = torch.device('cpu')
     torch.set_num_threads(os.cpu_count() or 1)
+  only = args.only.split(',')
+  unknown = [o for o in only if o not in SECTIONS and o not in models.MODELS]
+  if unknown:
+    sys.exit(f'--only: unknown {unknown}; sections {SECTIONS}, models {sorted(models.MODELS)}')
   print(environment())
   print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
-        f'{torch.get_num_threads()} threads, device {device}')
+        f'{torch.get_num_threads()} threads, device {device}; load average {os.getloadavg()}')
   print(f'{"op":<40}{"jax ms":>11}{"torch ms":>11}{"ratio":>9}')
-  only = args.only.split(',')
   if 'deform' in only:
     bench_deform(args, device)
   if 'scale_conv' in only:
     bench_scale_conv(args, device)
   if 'plain' in only:
     bench_plain_conv(args, device)
-  if 'models' in only:
-    bench_models(args, device)
+  if 'layers' in only:
+    bench_layers(args, device)
+  names = list(models.MODELS) if 'models' in only else [o for o in only if o in models.MODELS]
+  if names:
+    bench_models(args, device, names)
+  print(f'load average at the end {os.getloadavg()}')
 
 
 if __name__ == '__main__':
