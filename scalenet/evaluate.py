@@ -12,7 +12,6 @@ import functools
 import json
 import os
 
-import jax
 import numpy as np
 
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots

@@ -7,7 +7,6 @@ import math
 import os
 
 import jax
-import numpy as np
 
 
 class MetricWriter:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from flax import nnx
 
-from scalenet import layers, representations as reps
+from scalenet import layers
 from scalenet.models import common
 
 
-class CNN(common.Representable):
+class CNN(common.SpatialBlocks):
   """Conv blocks with ordinary 3x3 convs, then the shared head.
+
+  Representations: every block's conv output and output [B, H', W', C], then
+  the logits.
 
   Args:
     num_classes: logits size.
@@ -41,14 +44,6 @@ class CNN(common.Representable):
     self.blocks = nnx.List(blocks)
     self.head = common.Head(channels[-1], num_classes, rngs=rngs)
 
-  def representations(self, x):
-    """Every block's conv output and output [B, H', W', C], then the logits."""
-    out = {}
-    out['logits'] = self.head(common.block_representations(self.blocks, x, out))
-    return out
-
-  def scale_actions(self):
-    return {**common.block_actions(len(self.blocks), reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 def cnn(num_classes=10, *, rngs, **kwargs):

@@ -86,6 +86,19 @@ class Representable(nnx.Module):
     return self.representations(x)['logits']
 
 
+class SpatialBlocks(Representable):
+  """Mixin of models that are `self.blocks` of plain maps [B, H, W, C], then `self.head`."""
+
+  def representations(self, x):
+    out = {}
+    out['logits'] = self.head(block_representations(self.blocks, x, out))
+    return out
+
+  def scale_actions(self):
+    return {**block_actions(len(self.blocks), representations.SPATIAL),
+            'logits': representations.INVARIANT}
+
+
 def pool_flags(depth: int, pools: int) -> list[bool]:
   """Pool after each of the first `pools` blocks."""
   return [i < pools for i in range(depth)]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flax import nnx
 
-from scalenet import representations as reps
-from scalenet.models import common, mnist_common as mc
+from scalenet.models import mnist_common as mc
 
 
-class MnistCNN(common.Representable):
+class MnistCNN(mc.ConvStages):
   """Three 7x7 conv blocks and the harness's MLP head (494,549 parameters).
 
   Follows ISosnovik/sesn models/mnist_cnn.py (MNIST_CNN): conv(7x7, padding
@@ -42,15 +41,6 @@ class MnistCNN(common.Representable):
                             in zip(channels, mc.pool_geometry(self.upsample))])
     self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
-  def representations(self, x):
-    """block{i}.conv [B, H, W, C] (before relu), block{i} (after BatchNorm), logits."""
-    out = {}
-    x = mc.run_blocks(self.convs, self.stages, mc.upsample(x, self.upsample), out)
-    out['logits'] = self.head(x)
-    return out
-
-  def scale_actions(self):
-    return {**common.block_actions(3, reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 

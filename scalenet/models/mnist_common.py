@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import _checks, conv, transforms
+from scalenet import _checks, conv, representations as reps, transforms
 from scalenet.models import common
 
 WIDTHS = (32, 63, 95)  # C1, C2, C3 of the reference's plain CNN.
@@ -160,6 +160,24 @@ def run_blocks(convs, stages, x, out: dict, view=lambda y: y):
     x = stage(y)
     out[f'block{i}.conv'], out[f'block{i}'] = view(y), view(x)
   return x
+
+
+class ConvStages(common.Representable):
+  """Mixin of the table's plain-map models: `self.convs` and `self.stages` on
+  the input up-sampled by `self.upsample`, then `self.head`.
+
+  Representations: 'block{i}.conv' (a conv's output [B, H, W, C], before
+  relu) and 'block{i}' (its stage's output), then 'logits'.
+  """
+
+  def representations(self, x):
+    out = {}
+    x = run_blocks(self.convs, self.stages, upsample(x, self.upsample), out)
+    out['logits'] = self.head(x)
+    return out
+
+  def scale_actions(self):
+    return {**common.block_actions(len(self.convs), reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 def factory(cls, name: str, **fixed):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import conv, representations as reps
-from scalenet.models import common, interpolation, mnist_common as mc
+from scalenet import conv
+from scalenet.models import interpolation, mnist_common as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's image scales.
 
@@ -58,7 +58,7 @@ class SIConv(mc.Conv):
     return si_conv(x, self.kernel[...], self.bias[...], self.scales, self.padding)
 
 
-class MnistKanazawa(common.Representable):
+class MnistKanazawa(mc.ConvStages):
   """SI-ConvNet: the plain CNN with every conv made locally scale-invariant (494,549 parameters).
 
   Follows ISosnovik/sesn models/mnist_kanazawa.py (MNIST_Kanazawa) and
@@ -70,7 +70,8 @@ class MnistKanazawa(common.Representable):
 
   Deliberate differences: rescaling is by fixed resampling matrices
   (`interpolation`), equal to PyTorch's up to float rounding; NHWC layout;
-  BatchNorm as `common.batch_norm`.
+  BatchNorm as `common.batch_norm`. Its 'block{i}.conv' representation is the
+  SI-conv's output (max over scales, before relu).
 
   Args:
     num_classes, in_channels, channels, hidden, dropout, upsample: as `MnistCNN`.
@@ -89,15 +90,6 @@ class MnistKanazawa(common.Representable):
                             in zip(channels, mc.pool_geometry(self.upsample))])
     self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
-  def representations(self, x):
-    """block{i}.conv: the SI-conv output [B, H, W, C] (max over scales, before relu)."""
-    out = {}
-    x = mc.run_blocks(self.convs, self.stages, mc.upsample(x, self.upsample), out)
-    out['logits'] = self.head(x)
-    return out
-
-  def scale_actions(self):
-    return {**common.block_actions(3, reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 

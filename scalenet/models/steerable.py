@@ -74,8 +74,11 @@ class SESN(common.Representable):
     return {**common.block_actions(len(self.blocks), levels), 'logits': reps.INVARIANT}
 
 
-class SSCNN(common.Representable):
-  """Convs with log-radial-harmonic filters at several scales, max over scales."""
+class SSCNN(common.SpatialBlocks):
+  """Convs with log-radial-harmonic filters at several scales, max over scales.
+
+  Representations: every block's map [B, H', W', C] (max over filter scales),
+  then the logits."""
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
                channels=(32, 64, 96), scales=(1.0, 1.41, 2.0), kernel_size: int = 7,
@@ -89,14 +92,6 @@ class SSCNN(common.Representable):
         for i, pool in enumerate(common.pool_flags(len(channels), pools))])
     self.head = common.Head(channels[-1], num_classes, rngs=rngs)
 
-  def representations(self, x):
-    """Every block's map [B, H', W', C] (max over filter scales), then the logits."""
-    out = {}
-    out['logits'] = self.head(common.block_representations(self.blocks, x, out))
-    return out
-
-  def scale_actions(self):
-    return {**common.block_actions(len(self.blocks), reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
 def sesn(num_classes=10, *, rngs, **kwargs):
