@@ -19,9 +19,9 @@ a cost model (`choose_method`), not a timing: the choice must be the same in
 every process and under any machine load (tests pin it, jit traces it once),
 and a one-off timing on this shared 2-core machine would flip with the load
 of the other processes. The model's constants were measured on that CPU
-(benchmarks/conv_bench.py prints both paths and the model's pick for every
-layer shape of the model zoo). On GPU, 'auto' is 'direct' (cuDNN chooses its
-own algorithms, FFT among them).
+(`benchmarks/compare_torch.py --only layers` prints both paths and the
+model's pick for the model zoo's layer shapes). On GPU, 'auto' is 'direct'
+(cuDNN chooses its own algorithms, FFT among them).
 
 Where the channel counts are odd sizes (63, 95, 252 = 4 x 63, ...), 'auto'
 may zero-pad the channel axes internally (`padded_channels`): the result, its
@@ -127,8 +127,10 @@ def padded_channels(c: int) -> int:
   """The channel count 'auto' computes with: c, or c rounded up to a multiple of 32.
 
   Rounds up only where that adds at most 1/16 (63 -> 64, 95 -> 96, 252 -> 256,
-  380 -> 384), never tiny counts: XLA:CPU's kernels are tuned for multiples of
-  the vector width; measured in benchmarks/conv_bench.py.
+  380 -> 384), never tiny counts. XLA:CPU's direct conv is faster on the
+  rounded counts (benchmarks/README.md, conv layers, batch 32, fwd+bwd: 7x7
+  63->95 39.8 -> 33.2 ms, 32->63 48.4 -> 40.8 ms, 15x15 32->63 at 28x28 780
+  -> 648 ms), so 'auto' pads wherever it picks the direct path on CPU.
   """
   up = -(-c // 32) * 32
   return up if c >= 32 and (up - c) * 16 <= c else c
@@ -136,7 +138,7 @@ def padded_channels(c: int) -> int:
 
 # Cost model (CPU): seconds = flops / rate, for forward+backward (training is
 # what matters). Rates were fitted to timings of both paths on the 2-core EPYC
-# (benchmarks/conv_bench.py; batch 16, layer shapes of the model zoo). They
+# (batch 16, layer shapes of the model zoo, under load from other jobs). They
 # decide the clear cases right (3x3: direct; 13x13-17x17: FFT, 3-100x apart);
 # near the crossover (7x7 with 32-95 channels) the two paths are within ~30%
 # of each other, so a wrong pick there costs little.
