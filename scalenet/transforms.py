@@ -167,16 +167,6 @@ def output_transform(action: reps.Action, rescale_fn: RescaleFn = DEFAULT):
   return transform
 
 
-def identity_transform(lhs, y, factor):
-  """L'_s = identity: invariance of vectors (logits, pooled features)."""
-  return output_transform(reps.INVARIANT)(lhs, y, factor)
-
-
-def spatial_transform(lhs, y, factor):
-  """L'_s = rescale of a map [B, H, W, C], compared where it is defined."""
-  return output_transform(reps.SPATIAL)(lhs, y, factor)
-
-
 def scale_space_transform(ratio: float, rescale_fn: RescaleFn = DEFAULT):
   """L'_s for scale-space outputs [B, S, H, W, C] whose levels are `ratio` apart."""
   return output_transform(reps.scale_space(ratio), rescale_fn)
@@ -201,5 +191,5 @@ def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
 
 
 __all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'rescale', 'output_transform',
-           'identity_transform', 'spatial_transform', 'scale_space_transform',
-           'action_for_output', 'nearest_upsample', 'spec_from_config']
+           'scale_space_transform', 'action_for_output', 'nearest_upsample',
+           'spec_from_config']
