@@ -2,12 +2,12 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from scalenet import equivariance, models, representations, transforms
 from scalenet.transforms import nearest_upsample
+from tests.train_steps import adam_losses
 
 # Small versions of every model, so each test takes seconds on a CPU.
 TINY = {
@@ -224,19 +224,9 @@ def test_every_model_trains(name):
   # Residual branches start at zero (zero-init last BN), so the tiny ResNets
   # need a larger step to move within 20 steps.
   lr = 3e-2 if 'resnet' in name else 1e-2
-  opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
   x = _input(name, batch=8)
   y = jnp.arange(8) % 10
-
-  @nnx.jit
-  def step(model, opt):
-    def loss_fn(model):
-      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(step(model, opt)) for _ in range(20)]
+  losses = adam_losses(model, x, y, steps=20, lr=lr)
   assert losses[-1] < 0.7 * losses[0], losses
 
 

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
@@ -12,6 +11,7 @@ from scalenet import config as config_lib, equivariance, models, train
 from scalenet.data import readers
 from scalenet.models import interpolation, mnist_dss, mnist_kanazawa, mnist_xu
 from scalenet.transforms import nearest_upsample
+from tests.train_steps import adam_losses
 
 # Trainable parameters of the reference PyTorch models (ISosnovik/sesn), the
 # issue's table: BatchNorm scale and bias counted, running statistics not.
@@ -62,17 +62,7 @@ def test_sevf_vector_leaves_out_exactly_the_unused_weights():
 def test_trains_on_mnist_digits_at_reduced_width(name, digits):
   x, y = digits
   model = models.get_model(name, rngs=nnx.Rngs(0), **TINY)
-  opt = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
-
-  @nnx.jit
-  def step(model, opt):
-    def loss_fn(model):
-      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(step(model, opt)) for _ in range(12)]
+  losses = adam_losses(model, x, y, steps=12, lr=1e-2)
   assert np.all(np.isfinite(losses)), losses
   assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 

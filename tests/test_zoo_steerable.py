@@ -10,13 +10,13 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 from scalenet import disco_basis, equivariance, models, ses_basis
 from scalenet.data import readers
 from scalenet.models import mnist_ses
+from tests.train_steps import adam_losses
 
 # Trainable parameters of the reference PyTorch models (BatchNorm scale and
 # bias counted, running statistics not). SS-CNN: the 486,278 its forward pass
@@ -93,18 +93,8 @@ def test_output_shape_and_layerwise_equivariance_at_reduced_width(name, basis_di
                                   'mnist_disco'])
 def test_trains_on_mnist_digits_at_reduced_width(name, basis_dir, digits):
   model = _build(name, basis_dir, **SMALL)
-  opt = nnx.Optimizer(model, optax.adam(1e-2), wrt=nnx.Param)
   x, y = digits[0][:16], digits[1][:16]
-
-  @nnx.jit
-  def step(model, opt):
-    def loss_fn(model):
-      return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
-    loss, grads = nnx.value_and_grad(loss_fn)(model)
-    opt.update(model, grads)
-    return loss
-
-  losses = [float(step(model, opt)) for _ in range(6)]
+  losses = adam_losses(model, x, y, steps=6, lr=1e-2)
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-3:]) < losses[0] - 0.2, losses
 
