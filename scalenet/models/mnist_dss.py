@@ -50,8 +50,9 @@ def lift(x, num_scales: int = NUM_SCALES):
 class _DSSBase(common.Representable):
   """Blocks of DilatedScaleConv and the harness's head; subclasses say where scales are pooled."""
 
-  def __init__(self, num_classes: int, *, in_channels: int, channels, hidden: int,
-               dropout: float, upsample: int, num_scales: int, rngs: nnx.Rngs):
+  def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
+               channels=mc.WIDTHS, hidden: int = mc.HIDDEN, dropout: float = mc.DROPOUT,
+               upsample: int = 1, num_scales: int = NUM_SCALES, rngs: nnx.Rngs):
     channels = mc.check_widths(channels)
     self.upsample = mc.check_upsample(upsample)
     if num_scales < 2:
@@ -90,12 +91,6 @@ class MnistDSSVector(_DSSBase):
     num_scales: levels of the lift.
   """
 
-  def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
-               channels=mc.WIDTHS, hidden: int = mc.HIDDEN, dropout: float = mc.DROPOUT,
-               upsample: int = 1, num_scales: int = NUM_SCALES, rngs: nnx.Rngs):
-    super().__init__(num_classes, in_channels=in_channels, channels=channels, hidden=hidden,
-                     dropout=dropout, upsample=upsample, num_scales=num_scales, rngs=rngs)
-
   def representations(self, x):
     out = {'lift': lift(mc.upsample(x, self.upsample), self.num_scales)}
     z = mc.run_blocks(self.convs, self.stages, out['lift'], out)
@@ -125,12 +120,6 @@ class MnistDSSScalar(_DSSBase):
   Args:
     as `MnistDSSVector`.
   """
-
-  def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
-               channels=mc.WIDTHS, hidden: int = mc.HIDDEN, dropout: float = mc.DROPOUT,
-               upsample: int = 1, num_scales: int = NUM_SCALES, rngs: nnx.Rngs):
-    super().__init__(num_classes, in_channels=in_channels, channels=channels, hidden=hidden,
-                     dropout=dropout, upsample=upsample, num_scales=num_scales, rngs=rngs)
 
   def representations(self, x):
     out = {}
