@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import _checks, conv, representations as reps, transforms
+from scalenet import _checks, conv, pooling, representations as reps, transforms
 from scalenet.models import common
 
 WIDTHS = (32, 63, 95)  # C1, C2, C3 of the reference's plain CNN.
@@ -85,10 +85,7 @@ def max_pool(x: jax.Array, window: int, padding: int = 0) -> jax.Array:
   Stride = window, floor mode: an axis of size n gives
   floor((n + 2 padding - window) / window) + 1 cells, the padding -inf.
   """
-  lead = x.ndim - 3
-  dims = (1,) * lead + (window, window, 1)
-  pads = ((0, 0),) * lead + ((padding, padding), (padding, padding), (0, 0))
-  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, pads)
+  return pooling.max_pool(x, window, ((padding, padding), (padding, padding)))
 
 
 def pool_geometry(upsample_factor: int) -> list[tuple[int, int]]:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import disco_basis, representations as reps, ses_basis
+from scalenet import disco_basis, pooling, representations as reps, ses_basis
 from scalenet.models import common, mnist_common
 from scalenet.models.mnist_ses import SESConv
 
@@ -40,6 +40,8 @@ def window_pool(x: jax.Array, window: int, stride: int, op: str) -> jax.Array:
   lead = x.ndim - 3
   dims = (1,) * lead + (window, window, 1)
   strides = (1,) * lead + (stride, stride, 1)
+  if op == 'max' and stride == window:
+    return pooling.max_pool(x, window)
   if op == 'max':
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, strides, 'VALID')
   return jax.lax.reduce_window(x, 0.0, jax.lax.add, dims, strides, 'VALID') / window**2
