@@ -10,7 +10,7 @@ and every registered model):
   scale_conv  scale_conv vs a PyTorch loop of dilated F.conv2d calls;
   plain       a plain 3x3 conv;
   layers      the zoo's large-kernel and 7x7 conv layers: conv2d's direct and
-              FFT paths, the path 'auto' picks, and torch's F.conv2d;
+              DFT and FFT paths, the path 'auto' picks, and torch's F.conv2d;
   models      every model in `scalenet.models.MODELS`, or NAME for one.
 Per model: one Adam training step (batch 128) down conv2d's 'auto' choice and
 down the direct path (`conv.force_method`), the ratio, the PyTorch twin where
@@ -328,11 +328,11 @@ LAYERS = [
 
 
 def bench_layers(args, device):
-  """fwd+bwd ms of each zoo conv layer: direct, FFT, what 'auto' picks, torch."""
+  """fwd+bwd ms of each zoo conv layer: direct, DFT, FFT, what 'auto' picks, torch."""
   rng = np.random.default_rng(0)
   b = args.layer_batch
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
-  print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / fft / '
+  print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / dft / fft / '
         f'direct with channel padding; torch; auto picks')
   for name, h, cin, cout, k, d in LAYERS:
     x = rng.standard_normal((b, h, h, cin), np.float32)
@@ -340,8 +340,8 @@ def bench_layers(args, device):
     pads = conv.resolve_padding('SAME', (h, h), (k, k), 1, d)
     pick = conv.choose_method(x.shape, kern.shape, pads, 1, d)
     ms = {}
-    for label, method, padc in (('direct', 'direct', False), ('fft', 'fft', False),
-                                ('direct+pad', 'direct', True)):
+    for label, method, padc in (('direct', 'direct', False), ('dft', 'dft', False),
+                                ('fft', 'fft', False), ('direct+pad', 'direct', True)):
       if padc and conv.padded_channels(cin) == cin and conv.padded_channels(cout) == cout:
         continue
       f = lambda x, k, m=method, p=padc: conv.conv2d(x, k, padding='SAME', dilation=d,
@@ -474,7 +474,7 @@ def main():
   parser.add_argument('--deadline-s', type=float, default=0.0,
                       help='skip the models not started this many seconds into the run')
   parser.add_argument('--paths', default='auto,direct',
-                      help="conv2d paths to time each model with: auto, direct, fft")
+                      help="conv2d paths to time each model with: auto, direct, dft, fft")
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
   parser.add_argument('--only', default=','.join(SECTIONS),
                       help='sections and/or model registry names, comma-separated')

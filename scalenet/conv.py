@@ -4,15 +4,25 @@
 
 Every model of the published scale-MNIST table calls this function for its
 spatial convolutions, so a faster path for a layer shape changes every model
-at once. Two paths compute the same cross-correlation:
+at once. Three paths compute the same cross-correlation:
 
   * 'direct': `lax.conv_general_dilated`.
-  * 'fft': rfft2 of the input and of the flipped (and dilated) kernel, a
-    complex contraction over the input channels at every frequency, irfft2,
-    crop. Its cost hardly depends on the kernel size, so it wins for the
-    13x13-17x17 kernels of SESN/DISCO and the dilated kernels of DSS, where
-    XLA:CPU's direct convolution collapses (speed issue: 23.6 s against
-    0.39 s forward for one SESN layer).
+  * 'dft': the convolution theorem with the discrete Fourier transforms
+    written as small dense matrix products (`_dft`), all in a
+    frequency-major layout [F1, F2, B, C]: a transform along H, one along W
+    (half spectrum), the contraction over input channels as one batched
+    matrix product per frequency, and an inverse that evaluates only the
+    output pixels (stride and padding offset are in its matrix). Its cost
+    hardly depends on the kernel size, so it wins for the 13x13-17x17
+    kernels of SESN/DISCO, where XLA:CPU's direct convolution collapses
+    (speed issue: 23.6 s against 0.39 s forward for one SESN layer).
+  * 'fft': the same theorem with `jnp.fft.rfft2`/`irfft2` on a
+    channels-first layout. Kept for comparison: on XLA:CPU the transposes
+    that its einsum needs between the channels-first FFT layout and a
+    frequency-major contraction took a third of an SES model's step, and
+    XLA's FFT is no faster than the matrix products at these sizes, so
+    'dft' was 2-3x faster on every measured layer (benchmarks/README.md);
+    'auto' never picks it.
 
 `method='auto'` picks one per call from the static shapes at trace time with
 a cost model (`choose_method`), not a timing: the choice must be the same in
@@ -31,28 +41,30 @@ gradients and the parameters are exactly those of the unpadded conv.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from scalenet import _checks
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-METHODS = ('auto', 'direct', 'fft')
+METHODS = ('auto', 'direct', 'dft', 'fft')
 _forced = [None]  # set by `force_method`, read at trace time
 
 
 @contextlib.contextmanager
 def force_method(method: str | None):
-  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'fft').
+  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'dft'/'fft').
 
   For benchmarks and tests that run whole models down one path. Clears JAX's
   compilation caches on entry and exit, so no function traced under another
   choice is reused.
   """
-  if method not in (None, 'direct', 'fft'):
-    raise ValueError(f"force_method takes None, 'direct' or 'fft'; got {method!r}.")
+  if method not in (None, 'direct', 'dft', 'fft'):
+    raise ValueError(f"force_method takes None, 'direct', 'dft' or 'fft'; got {method!r}.")
   previous = _forced[0]
   _forced[0] = method
   jax.clear_caches()
@@ -149,6 +161,10 @@ _DIRECT_RATE_THIN = 20e9  # fewer input channels (the first layer)
 _DIRECT_RATE_COLLAPSED = 4e9
 _SPECTRAL_RATE = 10e9  # the complex contraction over input channels
 _FFT_RATE = 5e9  # 2.5 n log2 n flops per 2-D FFT, with its transposes and crops
+# 'dft': its matrix products (complex, 8 real flops per multiply-add). Fitted
+# on 14 layer shapes of the zoo at batch 128 (fwd+bwd, machine loaded by a
+# training run as when the rates above were fitted): 23-37 GFLOP/s.
+_DFT_RATE = 30e9
 
 
 def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> float:
@@ -165,6 +181,14 @@ def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> flo
     if kh > h or kw > w:
       rate = _DIRECT_RATE_COLLAPSED
     return flops / rate
+  if method == 'dft':
+    n1, n2 = dft_length(h, (pt, pb)), dft_length(w, (pl, pr))
+    m2 = n2 // 2 + 1
+    macs = (n1 * h * w * b * cin + n1 * m2 * w * b * cin  # the input's transforms
+            + n1 * (kh + m2) * kw * cin * cout  # the kernel's
+            + n1 * m2 * b * cin * cout  # the contraction over input channels
+            + ho * m2 * (n1 + wo) * b * cout)  # the inverse at the output pixels
+    return 3 * 8 * macs / _DFT_RATE
   n1, n2 = _fft_size(hp), _fft_size(wp)
   freq = n1 * (n2 // 2 + 1)
   # fwd: X K; bwd: dY conj(K) and sum_b conj(X) dY; 8 real flops per complex MAC.
@@ -177,12 +201,12 @@ def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> flo
 
 def choose_method(x_shape, k_shape, pads, stride: int = 1, dilation: int = 1,
                   backend: str | None = None) -> str:
-  """'direct' or 'fft' for these static shapes (see the module docstring)."""
+  """'direct' or 'dft' for these static shapes (see the module docstring)."""
   backend = backend or jax.default_backend()
   if backend != 'cpu':
     return 'direct'
   args = (x_shape, k_shape, pads, stride, dilation)
-  return 'fft' if cost('fft', *args) < cost('direct', *args) else 'direct'
+  return 'dft' if cost('dft', *args) < cost('direct', *args) else 'direct'
 
 
 def _direct(x, kernel, pads, stride, dilation):
@@ -227,6 +251,129 @@ def _fft(x, kernel, pads, stride, dilation):
   return jnp.moveaxis(y, 1, 3).astype(x.dtype)
 
 
+def dft_length(size: int, pads) -> int:
+  """The transform length of 'dft' along an axis: size + max(lo, hi) padding.
+
+  Circular correlation of length n reads input index m mod n where linear
+  correlation reads m, for m in [-lo, size + hi). Both agree when every m
+  outside [0, size) lands on a zero of the length-n signal, i.e. when
+  n >= size + lo and n >= size + hi. (The FFT path pads to size + lo + hi
+  rounded up to a fast FFT size: up to 2x more frequencies on 'SAME' convs.)
+  """
+  return size + max(pads)
+
+
+@functools.lru_cache(maxsize=256)
+def _dft_matrices(size: int, k: int, pads, out: int, stride: int, dilation: int,
+                  half: bool):
+  """(forward [F, size], kernel [F, k], inverse [out, F]) complex64 matrices of one axis.
+
+  forward: the DFT of the unpadded input (its left padding is a phase, folded
+  into the inverse). kernel: the conjugate DFT of the (dilated) taps, so that
+  X * K is the spectrum of the cross-correlation. inverse: evaluates the
+  circular correlation at the output pixels t * stride - lo, 1/n included.
+  With half=True, F = n // 2 + 1 (a real signal's half spectrum) and the
+  inverse carries the weights (1, 2, ..., 2, 1) whose real part is irfft.
+  """
+  n = dft_length(size, pads)
+  freqs = np.arange(n // 2 + 1 if half else n)
+  forward = np.exp(-2j * np.pi * np.outer(freqs, np.arange(size)) / n)
+  kernel = np.exp(2j * np.pi * np.outer(freqs, np.arange(k) * dilation) / n)
+  reads = np.arange(out) * stride - pads[0]
+  inverse = np.exp(2j * np.pi * np.outer(reads, freqs) / n) / n
+  if half:
+    weights = np.full(len(freqs), 2.0)
+    weights[0] = 1.0
+    if n % 2 == 0:
+      weights[-1] = 1.0
+    inverse = inverse * weights
+  return tuple(m.astype(np.complex64) for m in (forward, kernel, inverse))
+
+
+def _along_leading(m, n: int):
+  """m broadcast to n copies: the matrix of a product batched over a leading axis."""
+  return np.broadcast_to(m, (n, *m.shape))
+
+
+def _dft(x, kernel, pads, stride, dilation):
+  """Cross-correlation by the convolution theorem with matrix-product DFTs.
+
+  Layout [H, W, B, C], then frequency-major [F1, F2, B, C]: every product
+  contracts a leading axis or is batched over one, so XLA inserts no
+  transposes of the spectra; only the input and the output (real, the size of
+  the activations) are transposed. The backward is written out the same way
+  (`_dft_bwd`): autodiff's transposes of these einsums put the contracted
+  axis last and copied the spectra into place (a quarter of an SES model's
+  step).
+  """
+  h, w = x.shape[1:3]
+  kh, kw = kernel.shape[:2]
+  (pt, pb), (pl, pr) = pads
+  # Negative padding crops the input (as in lax).
+  x = x[:, max(-pt, 0):h + min(pb, 0), max(-pl, 0):w + min(pr, 0)]
+  (pt, pb), (pl, pr) = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+  h, w = x.shape[1:3]
+  ho = (h + pt + pb - (kh - 1) * dilation - 1) // stride + 1
+  wo = (w + pl + pr - (kw - 1) * dilation - 1) // stride + 1
+  # Static: the shapes and dtypes the backward needs besides the spectra.
+  geometry = ((pt, pb), (pl, pr), ho, wo, stride, dilation, (h, w, kh, kw),
+              x.dtype, kernel.dtype)
+  return _dft_core(x, kernel, geometry)
+
+
+def _dft_operators(geometry):
+  """(fh, kfh, ih, fw, kfw, iw): `_dft_matrices` of the H and the W axis."""
+  pads_h, pads_w, ho, wo, stride, dilation, (h, w, kh, kw) = geometry[:7]
+  return (_dft_matrices(h, kh, pads_h, ho, stride, dilation, False)
+          + _dft_matrices(w, kw, pads_w, wo, stride, dilation, True))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _dft_core(x, kernel, geometry):
+  return _dft_fwd(x, kernel, geometry)[0]
+
+
+def _dft_fwd(x, kernel, geometry):
+  fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
+  n1, ho = fh.shape[0], ih.shape[0]
+  c64 = jnp.complex64
+  xs = jnp.einsum('fh,hwbc->fwbc', fh, jnp.transpose(x, (1, 2, 0, 3)).astype(c64))
+  xs = jnp.einsum('fgw,fwbc->fgbc', _along_leading(fw, n1), xs)  # [n1, m2, B, C]
+  ks = jnp.einsum('fi,ijco->fjco', kfh, kernel.astype(c64))
+  ks = jnp.einsum('fgj,fjco->fgco', _along_leading(kfw, n1), ks)  # [n1, m2, C, O]
+  ys = jnp.einsum('fgbc,fgco->fgbo', xs, ks)
+  ys = jnp.einsum('tf,fgbo->tgbo', ih, ys)  # the output rows: [ho, m2, B, O]
+  y = jnp.einsum('tug,tgbo->tubo', _along_leading(iw, ho), ys)
+  return jnp.transpose(jnp.real(y), (2, 0, 1, 3)).astype(x.dtype), (xs, ks)
+
+
+def _dft_bwd(geometry, res, g):
+  """y = Re(I (X K)) is real-linear in x and in k; for a real cotangent g:
+
+    G = I^T g,  dx = Re(F^T (G K^T)),  dk = Re(Kdft^T (X^T G)),
+
+  with plain (unconjugated) transposes of the same matrices, each product
+  again contracting or batching a leading axis.
+  """
+  xs, ks = res
+  x_dtype, k_dtype = geometry[7:]
+  fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
+  n1 = fh.shape[0]
+  c64 = jnp.complex64
+  gs = jnp.einsum('tf,tubo->fubo', ih, jnp.transpose(g, (1, 2, 0, 3)).astype(c64))
+  gs = jnp.einsum('fug,fubo->fgbo', _along_leading(iw, n1), gs)  # [n1, m2, B, O]
+  dxs = jnp.einsum('fgbo,fgco->fgbc', gs, ks)
+  dxs = jnp.einsum('fgw,fgbc->fwbc', _along_leading(fw, n1), dxs)  # [n1, W, B, C]
+  dx = jnp.real(jnp.einsum('fh,fwbc->hwbc', fh, dxs))
+  dks = jnp.einsum('fgbc,fgbo->fgco', xs, gs)
+  dks = jnp.einsum('fgj,fgco->fjco', _along_leading(kfw, n1), dks)
+  dk = jnp.real(jnp.einsum('fi,fjco->ijco', kfh, dks))
+  return jnp.transpose(dx, (2, 0, 1, 3)).astype(x_dtype), dk.astype(k_dtype)
+
+
+_dft_core.defvjp(_dft_fwd, _dft_bwd)
+
+
 def _pad_channels(x, kernel):
   cin, cout = kernel.shape[2], kernel.shape[3]
   pin, pout = padded_channels(cin), padded_channels(cout)
@@ -248,7 +395,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     padding: 'SAME', 'VALID', an int (both sides of both axes) or lax pairs.
     stride: spatial stride.
     dilation: kernel dilation.
-    method: 'auto' (cost model, see `choose_method`), 'direct' or 'fft'.
+    method: 'auto' (cost model, see `choose_method`), 'direct', 'dft' or 'fft'.
     pad_channels: zero-pad the channel axes to `padded_channels` inside the
       conv (same result); None: only where 'auto' chose the direct path on CPU.
 
@@ -283,6 +430,6 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
   cout = kernel.shape[3]
   if pad_channels:
     x, kernel = _pad_channels(x, kernel)
-  fn = _fft if method == 'fft' else _direct
+  fn = {'direct': _direct, 'dft': _dft, 'fft': _fft}[method]
   y = fn(x, kernel, pads, stride, dilation)
   return y[..., :cout] if y.shape[-1] != cout else y

@@ -46,7 +46,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('method', ['direct', 'fft'])
+@pytest.mark.parametrize('method', ['direct', 'dft', 'fft'])
 @pytest.mark.parametrize('h,w,cin,cout,k,padding,stride,dilation', CASES)
 def test_matches_lax_with_gradients(method, h, w, cin, cout, k, padding, stride, dilation):
   x, kern = _data((2, h, w, cin), (k, k, cin, cout))
@@ -63,6 +63,24 @@ def test_matches_lax_with_gradients(method, h, w, cin, cout, k, padding, stride,
   g_ref = jax.grad(lambda *a: jnp.sum(ref(*a) * wts), argnums=(0, 1))(x, kern)
   _close(g[0], g_ref[0])
   _close(g[1], g_ref[1])
+
+
+@pytest.mark.parametrize('padding', [((3, 1), (0, 2)), ((1, 3), (2, 2))])
+def test_dft_length_is_the_shortest_without_wraparound(padding, monkeypatch):
+  x, kern = _data((1, 9, 8, 2), (5, 5, 2, 3))
+  want = _lax(x, kern, padding)
+  conv._dft_matrices.cache_clear()
+  _close(conv.conv2d(x, kern, padding=padding, method='dft'), want)
+  # Negative control: one sample shorter and the circular correlation wraps
+  # onto the image.
+  length = conv.dft_length
+  monkeypatch.setattr(conv, 'dft_length', lambda size, pads: length(size, pads) - 1)
+  conv._dft_matrices.cache_clear()
+  try:
+    short = conv.conv2d(x, kern, padding=padding, method='dft')
+  finally:
+    conv._dft_matrices.cache_clear()
+  assert float(jnp.max(jnp.abs(short - want))) > 1e-2
 
 
 @pytest.mark.parametrize('pad_channels', [False, True])
@@ -91,9 +109,9 @@ def test_trim_taps_keeps_the_function():
 
 def test_auto_choice_is_static_and_sensible():
   same = lambda n, k: conv.resolve_padding('SAME', (n, n), (k, k), 1, 1)
-  # SESN's 15x15 kernels on 14x14 maps: FFT; 3x3 convs: direct.
+  # SESN's 15x15 kernels on 14x14 maps: spectral; 3x3 convs: direct.
   assert conv.choose_method((128, 14, 14, 32), (15, 15, 32, 252), same(14, 15),
-                            backend='cpu') == 'fft'
+                            backend='cpu') == 'dft'
   assert conv.choose_method((128, 28, 28, 32), (3, 3, 32, 32), same(28, 3),
                             backend='cpu') == 'direct'
   assert conv.choose_method((128, 14, 14, 32), (15, 15, 32, 252), same(14, 15),
@@ -108,9 +126,10 @@ def test_auto_choice_is_static_and_sensible():
 
 def test_force_method():
   x, kern = _data((1, 9, 9, 2), (3, 3, 2, 2))
-  with conv.force_method('fft'):
-    y = jax.jit(lambda x, k: conv.conv2d(x, k))(x, kern)
-  _close(y, _lax(x, kern, 1))
+  for method in ('dft', 'fft'):
+    with conv.force_method(method):
+      y = jax.jit(lambda x, k: conv.conv2d(x, k))(x, kern)
+    _close(y, _lax(x, kern, 1))
   with pytest.raises(ValueError, match='force_method'):
     with conv.force_method('winograd'):
       pass
