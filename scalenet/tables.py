@@ -243,6 +243,31 @@ def _cells(runs: list[dict]) -> dict:
   return cells
 
 
+# The fields of results.json['data'] that define the data protocol: runs that
+# differ in any of them must not share a table.
+PROTOCOL_KEYS = ('dataset', 'data_source', 'generator', 'rescale', 'input_norm', 'image_size')
+
+
+def check_one_protocol(runs: list[dict]) -> None:
+  """Raises ValueError if the runs were trained/evaluated on different data protocols.
+
+  A run's protocol is results.json['data'][k] for k in PROTOCOL_KEYS (a run
+  without a 'data' entry, from before it was recorded, is not checked).
+  """
+  seen = {}
+  for run in runs:
+    data = run['results'].get('data')
+    if not data:
+      continue
+    for key in PROTOCOL_KEYS:
+      value = json.dumps(data.get(key), sort_keys=True)
+      first = seen.setdefault(key, (value, run['dir']))
+      if first[0] != value:
+        raise ValueError(
+            f"runs of different data protocols in one table: data.{key} is {first[0]} in "
+            f"{first[1]} but {value} in {run['dir']}. Render them as separate tables.")
+
+
 def published_table(runs: list[dict]) -> str:
   """The published-table layout, one row per model family.
 
@@ -280,16 +305,32 @@ def published_table(runs: list[dict]) -> str:
 
 
 def runs_table(runs: list[dict]) -> str:
-  """What ran: one row per (model, setting): realizations, steps, training time."""
+  """What ran: one row per (model, setting): realizations, steps, training time.
+
+  Runs tagged with a 'source' (their root, when a table is rendered from
+  several) get a 'from' column, and the training time is averaged per source.
+  """
   groups = {}
   for run in runs:
     groups.setdefault((run['model'], run['setting']), []).append(run)
-  lines = _header(['model', 'setting', 'realizations', 'step evaluated', 'train time / run'])
+  sources = any('source' in run for run in runs)
+  lines = _header(['model', 'setting', 'realizations', 'step evaluated', 'train time / run']
+                  + (['from'] if sources else []))
   for (model, setting), group in sorted(groups.items()):
     group.sort(key=lambda r: r['realization'])
     steps = sorted({str(r['results'].get('step', MISSING)) for r in group})
-    secs = [r['train_seconds'] for r in group if r['train_seconds'] is not None]
-    lines.append(_row([model, setting, ','.join(r['realization'] for r in group),
-                       ','.join(steps),
-                       f'{np.mean(secs) / 60:.1f} min' if secs else MISSING]))
+    # One mean training time per root: runs from different machines are not averaged.
+    by_source = {}
+    for r in group:
+      by_source.setdefault(r.get('source', MISSING), []).append(r)
+    times = []
+    for part in by_source.values():
+      secs = [r['train_seconds'] for r in part if r['train_seconds'] is not None]
+      times.append(f'{np.mean(secs) / 60:.1f} min' if secs else MISSING)
+    row = [model, setting, ','.join(r['realization'] for r in group), ','.join(steps),
+           ', '.join(times)]
+    if sources:
+      row.append(', '.join(f"{src} ({','.join(r['realization'] for r in part)})"
+                           for src, part in by_source.items()))
+    lines.append(_row(row))
   return '\n'.join(lines) + '\n'

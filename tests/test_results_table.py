@@ -8,8 +8,10 @@ import pytest
 from scalenet import results_table, tables
 
 
-def _results(model, err, delta=None, params=1234, step=230):
+def _results(model, err, delta=None, params=1234, step=230, data=None):
   res = {'model_name': model, 'test_error': err, 'params': params, 'step': step}
+  if data is not None:
+    res['data'] = data
   if delta is not None:
     res['equivariance'] = {'layerwise': {
         '0.5000': {'block0.conv': delta, 'block0': 9.0, 'logits': delta / 10},
@@ -88,6 +90,34 @@ def test_cli_writes_the_table(tmp_path, capsys):
   results_table.main([str(tmp_path / 'root'), '--out', str(out), '--header', '# Title'])
   text = out.read_text()
   assert text.startswith('# Title\n\n| model | params | 28 |') and text == capsys.readouterr().out
+
+
+def test_runs_of_several_roots_form_one_table_and_say_where_they_came_from(tmp_path, capsys):
+  data = {'dataset': 'scale_mnist', 'generator': 'default', 'image_size': 28}
+  _write(tmp_path / 'gpu', 'mnist_cnn_28', 'plain', 0, 0.05, seconds=15, data=data)
+  _write(tmp_path / 'gpu', 'mnist_cnn_28', 'plain', 1, 0.07, seconds=15, data=data)
+  _write(tmp_path / 'cpu', 'mnist_cnn_28', 'plain', 2, 0.03, seconds=300, data=data)
+  results_table.main([str(tmp_path / 'gpu'), str(tmp_path / 'cpu')])
+  text = capsys.readouterr().out
+  assert '| mnist_cnn | 1,234 | 5.00 ± 2.00 (n=3) |' in text
+  # Training time per root (each run wrote two sessions).
+  assert (f"| r0,r1,r2 | 230 | 0.5 min, 10.0 min | {tmp_path / 'gpu'} (r0,r1), "
+          f"{tmp_path / 'cpu'} (r2) |") in text
+
+
+def test_runs_of_different_data_protocols_are_refused(tmp_path):
+  data = {'dataset': 'scale_mnist', 'generator': 'default', 'image_size': 28,
+          'rescale': {'method': 'linear', 'antialias': True}}
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, data=data)
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05,
+         data={**data, 'rescale': {'method': 'cubic', 'antialias': False}})
+  with pytest.raises(ValueError, match='data.rescale'):
+    results_table.render(results_table.load_runs(str(tmp_path)))
+  # Same protocol, key order aside: accepted.
+  _write(tmp_path, 'mnist_cnn_56', 'plain', 0, 0.05,
+         data={**data, 'rescale': {'antialias': True, 'method': 'linear'}})
+  tables.check_one_protocol([r for r in tables.load_runs(str(tmp_path))
+                             if r['realization'] == 'r0'])
 
 
 # --- scripts/reproduce_mnist_scale.sh: which runs it starts (a dry run, no training). ---
