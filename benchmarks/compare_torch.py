@@ -41,7 +41,7 @@ from flax import nnx
 
 from benchmarks import torch_reference
 from benchmarks._timing import environment, fwd_bwd, step_flops, time_fn, time_train_step
-from scalenet import bases, conv, deform, models, scale_convolution, scale_space
+from scalenet import conv, deform, models, scale_convolution, scale_space
 
 try:
   import torch
@@ -337,8 +337,7 @@ def bench_layers(args, device):
   for name, h, cin, cout, k, d in LAYERS:
     x = rng.standard_normal((b, h, h, cin), np.float32)
     kern = rng.standard_normal((k, k, cin, cout), np.float32) / np.sqrt(k * k * cin)
-    pads = conv.resolve_padding('SAME', (h, h), (k, k), 1, d)
-    pick = conv.choose_method(x.shape, kern.shape, pads, 1, d)
+    pick = conv.auto_method(x.shape, kern.shape, 'SAME', 1, d)
     ms = {}
     for label, method, padc in (('direct', 'direct', False), ('dft', 'dft', False),
                                 ('fft', 'fft', False), ('direct+pad', 'direct', True)):

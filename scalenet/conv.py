@@ -384,6 +384,23 @@ def _pad_channels(x, kernel):
   return x, kernel
 
 
+def _trimmed(x_shape, k_shape, padding, stride: int, dilation: int):
+  """((first row, rows), (first col, cols)) of the kernel taps kept, and the padding
+  that goes with them: exactly the conv (see `trim_taps`)."""
+  pads = resolve_padding(padding, x_shape[1:3], k_shape[:2], stride, dilation)
+  trims = [trim_taps(k, n, p, stride, dilation)
+           for k, n, p in zip(k_shape[:2], x_shape[1:3], pads)]
+  return tuple(t[:2] for t in trims), tuple(t[2] for t in trims)
+
+
+def auto_method(x_shape, k_shape, padding='SAME', stride: int = 1, dilation: int = 1,
+                backend: str | None = None) -> str:
+  """The path conv2d(method='auto') takes for these shapes (after trimming taps)."""
+  taps, pads = _trimmed(x_shape, k_shape, padding, stride, dilation)
+  (_, kh), (_, kw) = taps
+  return choose_method(x_shape, (kh, kw, *k_shape[2:]), pads, stride, dilation, backend)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
            dilation: int = 1, method: str = 'auto', pad_channels: bool | None = None
            ) -> jax.Array:
@@ -414,14 +431,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     raise ValueError(f'conv2d method must be one of {METHODS}; got {method!r}.')
   stride = _checks.positive_int(stride, 'stride')
   dilation = _checks.positive_int(dilation, 'dilation')
-  pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], stride, dilation)
-  kernel = kernel.astype(x.dtype)
-  # Exact: taps that read only padding are dropped (see `trim_taps`).
-  (r0, kh, pad_h), (c0, kw, pad_w) = [
-      trim_taps(k, n, p, stride, dilation)
-      for k, n, p in zip(kernel.shape[:2], x.shape[1:3], pads)]
-  kernel = kernel[r0:r0 + kh, c0:c0 + kw]
-  pads = (pad_h, pad_w)
+  taps, pads = _trimmed(x.shape, kernel.shape, padding, stride, dilation)
+  (r0, kh), (c0, kw) = taps
+  kernel = kernel.astype(x.dtype)[r0:r0 + kh, c0:c0 + kw]
   auto = method == 'auto'
   if auto:
     method = _forced[0] or choose_method(x.shape, kernel.shape, pads, stride, dilation)

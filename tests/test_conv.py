@@ -116,6 +116,10 @@ def test_auto_choice_is_static_and_sensible():
                             backend='cpu') == 'direct'
   assert conv.choose_method((128, 14, 14, 32), (15, 15, 32, 252), same(14, 15),
                             backend='gpu') == 'direct'
+  # The pick is made after trimming: dilation 4 on a 7x7 map keeps 3x3 taps.
+  assert conv.auto_method((32, 7, 7, 63), (7, 7, 63, 95), 'SAME', 1, 4,
+                          backend='cpu') == conv.choose_method(
+                              (32, 7, 7, 63), (3, 3, 63, 95), ((1, 1), (1, 1)), 1, 4, 'cpu')
   # auto traces once and agrees with lax.
   x, kern = _data((2, 14, 14, 3), (15, 15, 3, 4))
   f = jax.jit(chex.assert_max_traces(
