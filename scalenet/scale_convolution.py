@@ -51,7 +51,7 @@ def _same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, i
 
 
 def _conv_level(x, kernel, stride, dilation):
-  # conv.conv2d picks the direct or FFT path per shape and drops the taps of
+  # conv.conv2d picks the direct or DFT path per shape and drops the taps of
   # large dilations that read only padding.
   return conv.conv2d(x, kernel, padding='SAME', stride=stride, dilation=dilation)
 
