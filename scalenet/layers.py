@@ -169,7 +169,7 @@ class SteerableConv(nnx.Module):
       stacked = jnp.moveaxis(kern, 0, -2).reshape(k, k, kern.shape[3], -1)
       y = conv.conv2d(x, stacked, padding='SAME')
       y = jnp.moveaxis(y.reshape(*y.shape[:3], s, -1), 3, 1) + self.bias[...]
-      return y if self.mode == 'lift' else y.max(axis=1)
+      return y if self.mode == 'lift' else pooling.max_over(y, 1)
     # One conv per level: on XLA:CPU a feature-grouped conv over the levels
     # was 7x slower than this loop (benchmarks/compare_torch.py, SESN step).
     xs = scale_convolution._interaction_stack(x, self.interaction)

@@ -92,3 +92,37 @@ def max_pool(x: jax.Array, window: int, pads=((0, 0), (0, 0))) -> jax.Array:
   if window == 1:
     return x
   return _pool(x[..., :ho * window, :wo * window, :], window)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_over(x: jax.Array, axis: int) -> jax.Array:
+  """jnp.max(x, axis) whose gradient goes wholly to the first maximum along `axis`.
+
+  As PyTorch's `x.max(dim)[0]` (the reference models' max over scales), where
+  jnp.max splits a tie's gradient evenly. Also cheaper on XLA:CPU: jnp.max's
+  JVP builds an equality mask and a count over the whole input in the forward
+  pass (10% of mnist_sevf_scalar_28's step); here the forward is a chain of
+  elementwise maxima and the masks are built in the backward only.
+  """
+  return _max_over_fwd(x, axis)[0]
+
+
+def _max_over_fwd(x, axis):
+  y = jax.lax.index_in_dim(x, 0, axis, keepdims=False)
+  for i in range(1, x.shape[axis]):
+    y = jnp.maximum(y, jax.lax.index_in_dim(x, i, axis, keepdims=False))
+  return y, (x, y)
+
+
+def _max_over_bwd(axis, res, g):
+  x, y = res
+  taken, parts = None, []
+  for i in range(x.shape[axis]):
+    v = jax.lax.index_in_dim(x, i, axis, keepdims=False)
+    first = v == y if taken is None else (v == y) & ~taken
+    taken = first if taken is None else taken | first
+    parts.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+  return (jnp.stack(parts, axis=axis),)
+
+
+max_over.defvjp(_max_over_fwd, _max_over_bwd)

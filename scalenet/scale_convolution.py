@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from scalenet import _checks, conv
+from scalenet import _checks, conv, pooling
 
 IMPLS = ('loop', 'stacked', 'grouped', 'im2col')
 # Measured on CPU (benchmarks/README.md), DSS-sized layer fwd+bwd: loop 68 ms,
@@ -182,5 +182,5 @@ def scale_pool(x: jax.Array, mode: str = 'mean', axis: int = 1) -> jax.Array:
   if mode == 'mean':
     return jnp.mean(x, axis=axis)
   if mode == 'max':
-    return jnp.max(x, axis=axis)
+    return pooling.max_over(x, axis)
   raise ValueError(f"scale_pool mode must be 'mean' or 'max'; got {mode!r}.")

@@ -83,3 +83,24 @@ def test_model_pools_are_the_reference_pools():
 def test_bad_input_is_named(shape, window, pads, match):
   with pytest.raises(ValueError, match=match):
     pooling.max_pool(jnp.zeros(shape), window, pads)
+
+
+@pytest.mark.parametrize('axis', [0, 1, 3])
+def test_max_over_is_jnp_max_with_the_gradient_on_the_first_maximum(axis):
+  # Integers in {0, 1, 2}: ties along the axis in most positions.
+  x = jax.random.randint(jax.random.key(4), (3, 4, 2, 5), 0, 3).astype(jnp.float32)
+  np.testing.assert_array_equal(pooling.max_over(x, axis), jnp.max(x, axis=axis))
+  g = jax.jit(jax.grad(_weighted_sum(lambda v: pooling.max_over(v, axis))))(x)
+  # Reference (torch.max(dim)'s backward): the whole cotangent to the first argmax.
+  y = jnp.max(x, axis=axis)
+  cot = jnp.arange(1, y.size + 1, dtype=y.dtype).reshape(y.shape)
+  first = jax.nn.one_hot(jnp.argmax(x, axis=axis), x.shape[axis], axis=axis)
+  np.testing.assert_array_equal(g, first * jnp.expand_dims(cot, axis))
+  # Negative control: jnp.max splits a tie's gradient, which this must see.
+  g_split = jax.grad(_weighted_sum(lambda v: jnp.max(v, axis=axis)))(x)
+  assert not np.array_equal(g_split, g)
+  # Without ties the two gradients agree.
+  xr = jax.random.normal(jax.random.key(5), x.shape)
+  np.testing.assert_array_equal(
+      jax.grad(_weighted_sum(lambda v: pooling.max_over(v, axis)))(xr),
+      jax.grad(_weighted_sum(lambda v: jnp.max(v, axis=axis)))(xr))

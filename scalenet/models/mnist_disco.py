@@ -98,7 +98,7 @@ class MNISTDISCO(common.Representable):
       out[f'block{i}.conv'] = x = self.convs[i](x)
       out[f'block{i}'] = x = self.bns[i](window_pool(nnx.relu(x), 2, 2, 'avg'))
     out['block2.conv'] = x = self.convs[2](x)
-    x = window_pool(nnx.relu(jnp.max(x, axis=1)), self.pool_size - 1, 1, 'max')
+    x = window_pool(nnx.relu(pooling.max_over(x, 1)), self.pool_size - 1, 1, 'max')
     out['block2'] = x = self.bns[2](window_pool(x, 2, 4, 'avg'))
     out['logits'] = self.head(x)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import conv
+from scalenet import conv, pooling
 from scalenet.models import interpolation, mnist_common as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's image scales.
@@ -40,7 +40,7 @@ def si_conv(x, kernel, bias, scales, padding: int):
     responses.append(interpolation.resample(
         y, interpolation.rescale_in_place(y.shape[1], 1 / s),
         interpolation.rescale_in_place(y.shape[2], 1 / s)))
-  return jnp.max(jnp.stack(responses), axis=0)
+  return pooling.max_over(jnp.stack(responses), 0)
 
 
 class SIConv(mc.Conv):

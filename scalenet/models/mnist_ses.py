@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, representations as reps, ses_basis
+from scalenet import conv, pooling, representations as reps, ses_basis
 from scalenet.models import common, mnist_common
 
 
@@ -162,7 +162,7 @@ class MNISTSES(common.Representable):
     for i, (conv_i, bn) in enumerate(zip(self.convs, self.bns)):
       out[f'block{i}.conv'] = x = conv_i(x)
       if self._projects(i):
-        x = jnp.max(x, axis=1)
+        x = pooling.max_over(x, 1)
       x = nnx.relu(x)
       x = mnist_common.max_pool(x, 2) if i < 2 else mnist_common.max_pool(x, self.pool_size, 2)
       out[f'block{i}'] = x = bn(x)

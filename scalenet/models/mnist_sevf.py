@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, representations as reps
+from scalenet import conv, pooling, representations as reps
 from scalenet.models import common, interpolation, mnist_common as mc
 
 SCALAR_WIDTHS = mc.WIDTHS  # (32, 63, 95)
@@ -64,7 +64,7 @@ def max_over_scales(responses, angles):
   """[S, B, H, W, C] responses -> (max response, angle of the argmax scale)."""
   responses = jnp.stack(responses)
   idx = jnp.argmax(responses, axis=0)
-  return jnp.max(responses, axis=0), jnp.asarray(angles, responses.dtype)[idx]
+  return pooling.max_over(responses, 0), jnp.asarray(angles, responses.dtype)[idx]
 
 
 class ScalarSEVFConv(nnx.Module):

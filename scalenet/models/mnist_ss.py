@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import representations as reps, ss_basis
+from scalenet import pooling, representations as reps, ss_basis
 from scalenet.models import common, mnist_common
 from scalenet.models.mnist_ses import lift_conv
 
@@ -95,7 +95,7 @@ class ScaleSteeringConv(nnx.Module):
 
   def pre_activation(self, x):
     kern = self.kernels()
-    return jnp.max(lift_conv(x, kern, kern.shape[1] // 2), axis=1)
+    return pooling.max_over(lift_conv(x, kern, kern.shape[1] // 2), 1)
 
   def __call__(self, x):
     return nnx.relu(self.pre_activation(x))

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, representations as reps
+from scalenet import conv, pooling, representations as reps
 from scalenet.models import common, interpolation, mnist_common as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's kernel scales.
@@ -109,7 +109,7 @@ class ColumnBatchNorm(nnx.Module):
 
 def column_max(x):
   """[B, S, H, W, C] -> [B, H, W, C]: max over columns (the reference's pool_from_groups)."""
-  return jnp.max(x, axis=1)
+  return pooling.max_over(x, 1)
 
 
 class MnistXu(common.Representable):

@@ -8,10 +8,9 @@ References:
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import bases, layers, representations as reps
+from scalenet import bases, layers, pooling, representations as reps
 from scalenet.models import common
 
 
@@ -66,7 +65,7 @@ class SESN(common.Representable):
     """Every block over the scale-translation group [B, S, H', W', C], then the logits."""
     out = {}
     z = common.block_representations(self.blocks, x, out)
-    out['logits'] = self.head(jnp.max(z, axis=1))
+    out['logits'] = self.head(pooling.max_over(z, 1))
     return out
 
   def scale_actions(self):
