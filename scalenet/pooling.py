@@ -28,13 +28,28 @@ def _slices(x: jax.Array, window: int) -> list[jax.Array]:
   return [x[..., i::window, j::window, :] for i in range(window) for j in range(window)]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _pool(x: jax.Array, window: int) -> jax.Array:
-  views = _slices(x, window)
+def _max(views: list[jax.Array]) -> jax.Array:
+  """Elementwise max of equally shaped arrays."""
   y = views[0]
   for v in views[1:]:
     y = jnp.maximum(y, v)
   return y
+
+
+def _first_max_cotangents(views: list[jax.Array], y: jax.Array, g: jax.Array):
+  """The cotangent of each view of y = _max(views): g where the view is the
+  first (in list order) to equal y, else 0."""
+  taken, parts = None, []
+  for v in views:
+    first = v == y if taken is None else (v == y) & ~taken
+    taken = first if taken is None else taken | first
+    parts.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+  return parts
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _pool(x: jax.Array, window: int) -> jax.Array:
+  return _max(_slices(x, window))
 
 
 def _pool_fwd(x, window):
@@ -44,11 +59,7 @@ def _pool_fwd(x, window):
 
 def _pool_bwd(window, res, g):
   x, y = res
-  taken, parts = None, []
-  for v in _slices(x, window):
-    first = v == y if taken is None else (v == y) & ~taken
-    taken = first if taken is None else taken | first
-    parts.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+  parts = _first_max_cotangents(_slices(x, window), y, g)
   # parts[i * w + j] is the cotangent of x[..., i::w, j::w, :]: interleave back.
   rows = [jnp.stack(parts[i * window:(i + 1) * window], axis=-2) for i in range(window)]
   return (jnp.stack(rows, axis=-4).reshape(x.shape),)
@@ -107,22 +118,18 @@ def max_over(x: jax.Array, axis: int) -> jax.Array:
   return _max_over_fwd(x, axis)[0]
 
 
+def _along(x, axis):
+  return [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
+
+
 def _max_over_fwd(x, axis):
-  y = jax.lax.index_in_dim(x, 0, axis, keepdims=False)
-  for i in range(1, x.shape[axis]):
-    y = jnp.maximum(y, jax.lax.index_in_dim(x, i, axis, keepdims=False))
+  y = _max(_along(x, axis))
   return y, (x, y)
 
 
 def _max_over_bwd(axis, res, g):
   x, y = res
-  taken, parts = None, []
-  for i in range(x.shape[axis]):
-    v = jax.lax.index_in_dim(x, i, axis, keepdims=False)
-    first = v == y if taken is None else (v == y) & ~taken
-    taken = first if taken is None else taken | first
-    parts.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
-  return (jnp.stack(parts, axis=axis),)
+  return (jnp.stack(_first_max_cotangents(_along(x, axis), y, g), axis=axis),)
 
 
 max_over.defvjp(_max_over_fwd, _max_over_bwd)
