@@ -215,6 +215,14 @@ def _direct(x, kernel, pads, stride, dilation):
       dimension_numbers=_DN)
 
 
+def _crop_negative_padding(x, pads):
+  """Negative padding crops the input (as in lax): (cropped x, padding >= 0)."""
+  (pt, pb), (pl, pr) = pads
+  h, w = x.shape[1:3]
+  x = x[:, max(-pt, 0):h + min(pb, 0), max(-pl, 0):w + min(pr, 0)]
+  return x, tuple((max(lo, 0), max(hi, 0)) for lo, hi in pads)
+
+
 def _fft(x, kernel, pads, stride, dilation):
   """Cross-correlation by FFT: circular convolution with the flipped kernel.
 
@@ -229,10 +237,7 @@ def _fft(x, kernel, pads, stride, dilation):
                     kernel.dtype)
     kernel = dil.at[::dilation, ::dilation].set(kernel)
     kh, kw = kernel.shape[:2]
-  (pt, pb), (pl, pr) = pads
-  # Negative padding crops the input (as in lax).
-  x = x[:, max(-pt, 0):h + min(pb, 0), max(-pl, 0):w + min(pr, 0)]
-  (pt, pb), (pl, pr) = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+  x, ((pt, pb), (pl, pr)) = _crop_negative_padding(x, pads)
   h, w = x.shape[1:3]
   hp, wp = h + pt + pb, w + pl + pr
   ho, wo = hp - kh + 1, wp - kw + 1
@@ -306,12 +311,8 @@ def _dft(x, kernel, pads, stride, dilation):
   axis last and copied the spectra into place (a quarter of an SES model's
   step).
   """
-  h, w = x.shape[1:3]
   kh, kw = kernel.shape[:2]
-  (pt, pb), (pl, pr) = pads
-  # Negative padding crops the input (as in lax).
-  x = x[:, max(-pt, 0):h + min(pb, 0), max(-pl, 0):w + min(pr, 0)]
-  (pt, pb), (pl, pr) = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+  x, ((pt, pb), (pl, pr)) = _crop_negative_padding(x, pads)
   h, w = x.shape[1:3]
   ho = (h + pt + pb - (kh - 1) * dilation - 1) // stride + 1
   wo = (w + pl + pr - (kw - 1) * dilation - 1) // stride + 1
