@@ -9,10 +9,13 @@ trace's events on XLA's compute threads are summed per HLO instruction (a
 fusion, a dot, a conv, a scatter, ...) and divided by `steps`. Each
 instruction is labelled from its metadata in the compiled HLO:
 
-  phase   forward (`jvp(...)`), backward (`transpose(jvp(...))`), or update
-          (neither: the optimizer and the parameter update);
+  phase   forward (`jvp(...)`), backward (`transpose(jvp(...))`), update
+          (neither: the optimizer and the parameter update), or unlabelled
+          (an instruction XLA created without metadata, e.g. the convolution
+          computing a kernel gradient);
   kind    the primitive that the fusion's root computes (conv_general_dilated,
-          dot_general, fft, gather, scatter-add, reduce_*, transpose, ...).
+          dot_general, fft, gather, scatter-add, reduce_*, transpose, ...), or
+          for an unlabelled one '(opcode)' of the root of what it calls.
 
 Printed: the step's wall time, the summed op time (on 2 threads it can exceed
 the wall time; a large gap the other way is time outside XLA's ops: host
