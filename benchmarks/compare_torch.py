@@ -103,10 +103,14 @@ def bench_deform(args, device):
   plain_bw = time_fn(fwd_bwd(plain), x, k, repeats=args.repeats)['median_ms']
   print(f'plain conv of the same shape (jax): fwd {plain_fw:.2f} ms, fwd+bwd {plain_bw:.2f} ms')
   for version, m, mt in (('v1', None, None), ('v2', mask, maskt)):
-    for impl in deform.IMPLS:
-      f = lambda x, k, impl=impl, m=m: deform.deform_conv(
+    # Every impl as run ('auto': cache-sized batch chunks on CPU), then the
+    # default impl on the whole batch at once, the path before chunking.
+    auto_chunk = deform.chunk_size(b, h * w * 9 * cin * 4)
+    for impl, chunk in [(i, 'auto') for i in deform.IMPLS] + [(deform.DEFAULT_IMPL, b)]:
+      f = lambda x, k, impl=impl, m=m, chunk=chunk: deform.deform_conv(
           x, jnp.asarray(off), k, mask=None if m is None else jnp.asarray(m), padding=1,
-          impl=impl)
+          impl=impl, chunk=chunk)
+      label = (f'{impl}, chunk {auto_chunk}' if chunk == 'auto' else f'{impl}, whole batch')
       ours = np.asarray(jax.jit(f)(x, k)).transpose(0, 3, 1, 2)
       with torch.no_grad():
         ref = torchvision.ops.deform_conv2d(xt, offt, kt, padding=1, mask=mt).cpu().numpy()
@@ -123,9 +127,9 @@ def bench_deform(args, device):
         (y ** 2).sum().backward()
         xt.grad = kt.grad = None
 
-      _row(f'deform_conv_{version}[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
+      _row(f'deform_conv_{version}[{label}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
            f'max abs diff {err:.1e}; {fw / plain_fw:.1f}x plain conv')
-      _row(f'deform_conv_{version}[{impl}] fwd+bwd', bw,
+      _row(f'deform_conv_{version}[{label}] fwd+bwd', bw,
            time_torch(t_bwd, args.repeats, sync=sync), f'{bw / plain_bw:.1f}x plain conv')
 
 

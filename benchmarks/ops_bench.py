@@ -45,13 +45,15 @@ def main():
   kd = jax.random.normal(keys[3], (3, 3, 32, 32)) * 0.05
   off = jax.random.normal(keys[4], (32, 28, 28, 9, 2))
   mask = jax.nn.sigmoid(jax.random.normal(keys[5], (32, 28, 28, 9)))
-  for impl in deform.IMPLS:
+  # chunk 'auto' (cache-sized batch chunks on CPU) and the whole batch at once.
+  for impl, chunk in [(i, c) for i in deform.IMPLS for c in ('auto', 32)]:
     for name, m in (('v1', None), ('v2', mask)):
-      f = lambda x, k, impl=impl, m=m: deform.deform_conv(
-          x, off, k, mask=m, padding=1, impl=impl)
+      f = lambda x, k, impl=impl, m=m, chunk=chunk: deform.deform_conv(
+          x, off, k, mask=m, padding=1, impl=impl, chunk=chunk)
       fw = time_fn(f, xi, kd, repeats=args.repeats)
       bw = time_fn(fwd_bwd(f), xi, kd, repeats=args.repeats)
-      print(f'{f"deform_conv_{name}[{impl}]":<34}{fw["median_ms"]:>10.2f}'
+      tag = f'{impl},{"auto" if chunk == "auto" else "whole"}'
+      print(f'{f"deform_conv_{name}[{tag}]":<40}{fw["median_ms"]:>10.2f}'
             f'{bw["median_ms"]:>12.2f}{bw["compile_s"]:>11.2f}')
   plain = lambda x, k: jax.lax.conv_general_dilated(
       x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))

@@ -16,6 +16,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -29,6 +31,12 @@ IMPLS = ('gather', 'map_coordinates', 'vjp')
 # corner through a chain of transposes; 'vjp' reuses the forward's corner
 # indices and weights and scatters once (a segment sum over the 4 corners).
 DEFAULT_IMPL = 'vjp'
+# On CPU the sampled columns of the whole batch (and the backward's four
+# corner-weighted copies of them) are tens of MB: written once and read back
+# at DRAM speed. Sampling a few images at a time, each chunk's forward
+# recomputed in its backward (`jax.checkpoint`), keeps them in cache:
+# fwd+bwd of a DCN-sized layer 182 -> 59 ms (benchmarks/README.md).
+_CHUNK_BYTES = 1 << 20  # Sampled columns per chunk: about one core's L2.
 
 
 def output_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
@@ -133,6 +141,16 @@ def _sample_vjp_bwd(res, g):
 _sample_vjp.defvjp(_sample_vjp_fwd, _sample_vjp_bwd)
 
 
+def chunk_size(batch: int, column_bytes: int, backend: str | None = None) -> int:
+  """Images per chunk for chunk='auto': the whole batch off CPU; on CPU the
+  largest divisor of `batch` whose sampled columns (column_bytes per image)
+  fit in _CHUNK_BYTES, at least 1."""
+  if (backend or jax.default_backend()) != 'cpu':
+    return batch
+  fits = [c for c in range(1, batch + 1) if batch % c == 0 and c * column_bytes <= _CHUNK_BYTES]
+  return max(fits, default=1)
+
+
 def _sample_map_coordinates(x, ys, xs):
   """The same sampling through jax.scipy.ndimage.map_coordinates (order 1)."""
   def one_plane(img, yy, xx):  # img [H, W]; yy, xx [Ho, Wo, K]
@@ -146,7 +164,7 @@ def _sample_map_coordinates(x, ys, xs):
 
 def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
                 mask: jax.Array | None = None, stride=1, padding=0, dilation=1,
-                impl: str = DEFAULT_IMPL) -> jax.Array:
+                impl: str = DEFAULT_IMPL, chunk: int | str = 'auto') -> jax.Array:
   """Deformable convolution v1 (mask=None) or v2 (with a modulation mask).
 
   Args:
@@ -160,12 +178,17 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
     impl: 'gather', 'map_coordinates' (both differentiated by autodiff) or
       'vjp' (the gather with a hand-written backward): same result and
       gradients, different speed.
+    chunk: images sampled at a time, a divisor of B, each chunk's forward
+      recomputed in the backward; 'auto' (`chunk_size`): whole batch off CPU,
+      cache-sized chunks on CPU. Same result and gradients to float32
+      rounding; only speed and memory differ.
 
   Returns:
     [B, Ho, Wo, Cout].
 
   Raises:
-    ValueError: wrong ranks or shapes, groups not dividing Cin, unknown impl.
+    ValueError: wrong ranks or shapes, groups not dividing Cin, unknown impl,
+      a chunk that does not divide B.
   """
   _checks.check_rank(x, 4, 'deform_conv input', '[B, H, W, Cin]')
   _checks.check_floating(x, 'deform_conv input')
@@ -207,10 +230,27 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
   xs = base_x[None, :, :, None] + offsets[..., 1]
 
   xg = x.reshape(b, h, w, groups, cin // groups)
+  kern = kernel.reshape(kh * kw, groups, cin // groups, cout).astype(x.dtype)
+  if chunk == 'auto':
+    chunk = chunk_size(b, ho * wo * kh * kw * cin * x.dtype.itemsize)
+  elif not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1 or b % chunk:
+    raise ValueError(f"deform_conv chunk must be 'auto' or a positive divisor of the "
+                     f'batch size {b}; got {chunk!r}.')
+  core = functools.partial(_deform_core, kern=kern, impl=impl)
+  if chunk == b:
+    return core(xg, ys, xs, mask)
+  split = lambda a: None if a is None else a.reshape(b // chunk, chunk, *a.shape[1:])
+  y = jax.lax.map(jax.checkpoint(lambda args: core(*args)),
+                  (split(xg), split(ys), split(xs), split(mask)))
+  return y.reshape(b, *y.shape[2:])
+
+
+def _deform_core(xg, ys, xs, mask, kern, impl):
+  """Samples [B, H, W, G, Cg] at ys, xs [B, Ho, Wo, G, K], modulates, contracts
+  with kern [K, G, Cg, Cout]: [B, Ho, Wo, Cout]."""
   sample = {'gather': _sample_gather, 'map_coordinates': _sample_map_coordinates,
             'vjp': _sample_vjp}[impl]
   cols = sample(xg, ys, xs)  # [B, Ho, Wo, G, K, Cg]
   if mask is not None:
     cols = cols * mask[..., None].astype(cols.dtype)
-  kern = kernel.reshape(kh * kw, groups, cin // groups, cout).astype(x.dtype)
-  return jnp.einsum('bhwgkc,kgco->bhwo', cols.astype(x.dtype), kern)
+  return jnp.einsum('bhwgkc,kgco->bhwo', cols.astype(xg.dtype), kern)

@@ -6,7 +6,7 @@ import pytest
 from jax.test_util import check_grads
 
 from scalenet import deform_conv
-from scalenet.deform import IMPLS
+from scalenet.deform import IMPLS, chunk_size
 from tests import reference
 
 _CONV_DN = ('NHWC', 'HWIO', 'NHWC')
@@ -125,3 +125,50 @@ def test_custom_vjp_gradients_equal_autodiff(groups, stride, pad, dil):
   for g, w in zip(got, want):
     chex.assert_equal_shape((g, w))
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_chunked_equals_whole_batch_and_reference(impl):
+  """chunk=1 and 2 (lax.map + rematerialisation) against the whole batch at once,
+  values and every gradient, and against the float64 reference."""
+  keys = jax.random.split(jax.random.key(11), 5)
+  x = jax.random.normal(keys[0], (4, 8, 7, 4))
+  k = jax.random.normal(keys[1], (3, 3, 4, 3))
+  off = 2.5 * jax.random.normal(keys[2], (4, 4, 4, 2, 9, 2))  # stride 2, pad 2, dil 2
+  mask = jax.random.uniform(keys[3], (4, 4, 4, 2, 9))
+  wts = jax.random.normal(keys[4], (4, 4, 4, 3))
+
+  def loss(chunk):
+    return lambda x, off, mask, k: jnp.sum(wts * deform_conv(
+        x, off, k, mask=mask, stride=2, padding=2, dilation=2, impl=impl, chunk=chunk))
+
+  args = (x, off, mask, k)
+  whole = jax.jit(jax.value_and_grad(loss(4), argnums=(0, 1, 2, 3)))(*args)
+  for chunk in (1, 2):
+    y = deform_conv(x, off, k, mask=mask, stride=2, padding=2, dilation=2, impl=impl,
+                    chunk=chunk)
+    ref = reference.deform_conv(*(np.asarray(a, np.float64) for a in (x, off, k, mask)),
+                                2, 2, 2)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    got = jax.jit(jax.value_and_grad(loss(chunk), argnums=(0, 1, 2, 3)))(*args)
+    np.testing.assert_allclose(got[0], whole[0], rtol=1e-4)  # a sum of 192 terms
+    for g, w in zip(got[1], whole[1]):
+      chex.assert_equal_shape((g, w))
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(w))))
+
+
+def test_chunk_size():
+  # CPU: the largest divisor of the batch whose columns fit in 1 MiB.
+  assert chunk_size(32, 903_168, 'cpu') == 1  # one DCN image at 28x28, 32 ch, 3x3
+  assert chunk_size(32, 300_000, 'cpu') == 2  # 3 fit, but 3 does not divide 32
+  assert chunk_size(6, 300_000, 'cpu') == 3
+  assert chunk_size(8, 10, 'cpu') == 8
+  assert chunk_size(4, 5 << 20, 'cpu') == 1  # even one image over budget: 1
+  assert chunk_size(32, 903_168, 'gpu') == 32  # accelerators: the whole batch
+
+
+def test_bad_chunk():
+  x, k, off = jnp.zeros((4, 6, 6, 2)), jnp.zeros((3, 3, 2, 2)), jnp.zeros((4, 6, 6, 9, 2))
+  for bad in (3, 0, -1, 2.0, True, 'all'):
+    with pytest.raises(ValueError, match='chunk must be'):
+      deform_conv(x, off, k, padding=1, chunk=bad)
