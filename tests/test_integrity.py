@@ -55,6 +55,15 @@ def trained(tmp_path_factory, data_dir, datasets):
   return wd, config
 
 
+@pytest.fixture(scope='module')
+def evaluated(trained, datasets):
+  """`trained`, evaluated once (eval/results.json), whichever test runs first."""
+  wd, config = trained
+  if not os.path.exists(os.path.join(wd, 'eval', 'results.json')):
+    evaluate.evaluate(None, wd, datasets)
+  return wd, config
+
+
 def _strip(res):
   return {k: v for k, v in res.items() if k not in ('equivariance',)}
 
@@ -299,8 +308,8 @@ def test_progress_switch_covers_reading_splits(capsys):
   assert tqdm_utils._active
 
 
-def test_compare_accepts_the_readme_forms_and_labels_runs_uniquely(tmp_path, trained):
-  wd, _ = trained
+def test_compare_accepts_the_readme_forms_and_labels_runs_uniquely(tmp_path, evaluated):
+  wd, _ = evaluated
   a, b = tmp_path / 'a' / 'run', tmp_path / 'b' / 'run'
   for d in (a, b):
     (d / 'eval').mkdir(parents=True)
