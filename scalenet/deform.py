@@ -35,7 +35,8 @@ DEFAULT_IMPL = 'vjp'
 # corner-weighted copies of them) are tens of MB: written once and read back
 # at DRAM speed. Sampling a few images at a time, each chunk's forward
 # recomputed in its backward (`jax.checkpoint`), keeps them in cache:
-# fwd+bwd of a DCN-sized layer 182 -> 59 ms (benchmarks/README.md).
+# fwd+bwd of a DCN-sized layer 99.5 -> 47.0 ms in one run (benchmarks/README.md,
+# third pass).
 _CHUNK_BYTES = 1 << 20  # Sampled columns per chunk: about one core's L2.
 
 
