@@ -9,8 +9,9 @@ and every registered model):
               the ratio to a plain conv of the same shape;
   scale_conv  scale_conv vs a PyTorch loop of dilated F.conv2d calls;
   plain       a plain 3x3 conv;
-  layers      the zoo's large-kernel and 7x7 conv layers: conv2d's direct and
-              DFT and FFT paths, the path 'auto' picks, and torch's F.conv2d;
+  layers      the zoo's large-kernel, 7x7 and 3x3 conv layers: conv2d's direct,
+              DFT and FFT paths (Winograd for 3x3), the path 'auto' picks, and
+              torch's F.conv2d;
   models      every model in `scalenet.models.MODELS`, or NAME for one.
 Per model: one Adam training step (batch 128) down conv2d's 'auto' choice and
 down the direct path (`conv.force_method`), the ratio, the PyTorch twin where
@@ -317,7 +318,7 @@ def copy_weights(flax_model, torch_model, conv_key):
 
 # Conv layers of the model zoo, batch 128 in the models: (name, H, Cin, Cout, k,
 # dilation). SESN/DISCO (reference widths x scales), the CNN-28 7x7s, DSS's
-# dilated 7x7s.
+# dilated 7x7s, 3x3s of dss_v1 and the study CNN.
 LAYERS = [
     ('ses lift 28x28 1->32x4 15x15', 28, 1, 128, 15, 1),
     ('ses 14x14 32->63x4 15x15', 14, 32, 252, 15, 1),
@@ -329,6 +330,8 @@ LAYERS = [
     ('cnn 7x7 63->95 7x7', 7, 63, 95, 7, 1),
     ('dss 14x14 32->63 7x7 dil 2', 14, 32, 63, 7, 2),
     ('dss 7x7 63->95 7x7 dil 4', 7, 63, 95, 7, 4),
+    ('dss_v1 14x14 32->64 3x3 dil 2', 14, 32, 64, 3, 2),
+    ('cnn 28x28 32->32 3x3', 28, 32, 32, 3, 1),
 ]
 
 
@@ -338,15 +341,18 @@ def bench_layers(args, device):
   b = args.layer_batch
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
   print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / dft / fft / '
-        f'direct with channel padding; torch; auto picks')
+        f'direct with channel padding / winograd (3x3); torch; auto picks')
   for name, h, cin, cout, k, d in LAYERS:
     x = rng.standard_normal((b, h, h, cin), np.float32)
     kern = rng.standard_normal((k, k, cin, cout), np.float32) / np.sqrt(k * k * cin)
     pick = conv.auto_method(x.shape, kern.shape, 'SAME', 1, d)
     ms = {}
     for label, method, padc in (('direct', 'direct', False), ('dft', 'dft', False),
-                                ('fft', 'fft', False), ('direct+pad', 'direct', True)):
+                                ('fft', 'fft', False), ('direct+pad', 'direct', True),
+                                ('winograd', 'winograd', False)):
       if padc and conv.padded_channels(cin) == cin and conv.padded_channels(cout) == cout:
+        continue
+      if method == 'winograd' and k != 3:
         continue
       f = lambda x, k, m=method, p=padc: conv.conv2d(x, k, padding='SAME', dilation=d,
                                                      method=m, pad_channels=p)
@@ -483,7 +489,8 @@ def main():
   parser.add_argument('--deadline-s', type=float, default=0.0,
                       help='skip the models not started this many seconds into the run')
   parser.add_argument('--paths', default='auto,direct',
-                      help="conv2d paths to time each model with: auto, direct, dft, fft")
+                      help="conv2d paths to time each model with: auto, direct, dft, fft, "
+                           "winograd (its 3x3 convs; auto elsewhere)")
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
   parser.add_argument('--only', default=','.join(SECTIONS),
                       help='sections and/or model registry names, comma-separated')

@@ -4,7 +4,7 @@
 
 Every model of the published scale-MNIST table calls this function for its
 spatial convolutions, so a faster path for a layer shape changes every model
-at once. Three paths compute the same cross-correlation:
+at once. Four paths compute the same cross-correlation:
 
   * 'direct': `lax.conv_general_dilated`.
   * 'dft': the convolution theorem with the discrete Fourier transforms
@@ -23,6 +23,14 @@ at once. Three paths compute the same cross-correlation:
     XLA's FFT is no faster than the matrix products at these sizes, so
     'dft' was 2-3x faster on every measured layer (benchmarks/README.md);
     'auto' never picks it.
+  * 'winograd': 3x3 'SAME' convs at stride 1 only, Winograd's F(2x2, 3x3)
+    in cache-sized batch chunks (`scalenet.winograd`; dilation by polyphase
+    sub-images). Kept for comparison: per layer it ran 1.1-1.9x faster than
+    XLA:CPU's direct 3x3 conv forward+backward with 8 or more input channels
+    (0.6-0.75x with one), but no model's training step gained (dss_v1 498 vs
+    480 ms direct): its chunk loops run one after the other, where the direct
+    convs of independent scale levels run concurrently on the two cores
+    (benchmarks/README.md). 'auto' never picks it.
 
 `method='auto'` picks one per call from the static shapes at trace time with
 a cost model (`choose_method`), not a timing: the choice must be the same in
@@ -48,23 +56,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scalenet import _checks
+from scalenet import _checks, winograd
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-METHODS = ('auto', 'direct', 'dft', 'fft')
+METHODS = ('auto', 'direct', 'dft', 'fft', 'winograd')
 _forced = [None]  # set by `force_method`, read at trace time
 
 
 @contextlib.contextmanager
 def force_method(method: str | None):
-  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'dft'/'fft').
+  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'dft'/'fft',
+  or 'winograd' wherever `winograd_fits`, the cost model's pick elsewhere).
 
   For benchmarks and tests that run whole models down one path. Clears JAX's
   compilation caches on entry and exit, so no function traced under another
   choice is reused.
   """
-  if method not in (None, 'direct', 'dft', 'fft'):
-    raise ValueError(f"force_method takes None, 'direct', 'dft' or 'fft'; got {method!r}.")
+  if method not in (None, 'direct', 'dft', 'fft', 'winograd'):
+    raise ValueError(f"force_method takes None, 'direct', 'dft', 'fft' or 'winograd'; "
+                     f'got {method!r}.')
   previous = _forced[0]
   _forced[0] = method
   jax.clear_caches()
@@ -165,6 +175,14 @@ _FFT_RATE = 5e9  # 2.5 n log2 n flops per 2-D FFT, with its transposes and crops
 # on 14 layer shapes of the zoo at batch 128 (fwd+bwd, machine loaded by a
 # training run as when the rates above were fitted): 23-37 GFLOP/s.
 _DFT_RATE = 30e9
+
+
+def winograd_fits(k_shape, pads, stride: int, dilation: int) -> bool:
+  """Whether 'winograd' computes this conv: a 3x3 kernel, stride 1, and the
+  'SAME' padding (dilation on every side)."""
+  d = dilation
+  return (tuple(k_shape[:2]) == (3, 3) and stride == 1
+          and tuple(map(tuple, pads)) == ((d, d), (d, d)))
 
 
 def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> float:
@@ -413,7 +431,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     padding: 'SAME', 'VALID', an int (both sides of both axes) or lax pairs.
     stride: spatial stride.
     dilation: kernel dilation.
-    method: 'auto' (cost model, see `choose_method`), 'direct', 'dft' or 'fft'.
+    method: 'auto' (cost model, see `choose_method`), 'direct', 'dft', 'fft'
+      or 'winograd' (3x3 'SAME' at stride 1 only).
     pad_channels: zero-pad the channel axes to `padded_channels` inside the
       conv (same result); None: only where 'auto' chose the direct path on CPU.
 
@@ -421,7 +440,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     [B, H', W', Cout] in x's dtype.
 
   Raises:
-    ValueError: wrong ranks, mismatched channels, an unknown method or padding.
+    ValueError: wrong ranks, mismatched channels, an unknown method or padding,
+      'winograd' for a conv it does not compute.
   """
   _checks.check_rank(x, 4, 'conv2d input', '[B, H, W, C]')
   _checks.check_rank(kernel, 4, 'conv2d kernel', '[kh, kw, Cin, Cout]')
@@ -437,12 +457,23 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
   kernel = kernel.astype(x.dtype)[r0:r0 + kh, c0:c0 + kw]
   auto = method == 'auto'
   if auto:
-    method = _forced[0] or choose_method(x.shape, kernel.shape, pads, stride, dilation)
+    method = _forced[0]
+    if method is None or (method == 'winograd'
+                          and not winograd_fits(kernel.shape, pads, stride, dilation)):
+      method = choose_method(x.shape, kernel.shape, pads, stride, dilation)
   if pad_channels is None:
     pad_channels = auto and method == 'direct' and jax.default_backend() == 'cpu'
   cout = kernel.shape[3]
   if pad_channels:
     x, kernel = _pad_channels(x, kernel)
+  if method == 'winograd':
+    if not winograd_fits(kernel.shape, pads, stride, dilation):
+      raise ValueError(f"conv2d method 'winograd' computes 3x3 'SAME' convs at stride 1 "
+                       f'only; got a {kernel.shape[0]}x{kernel.shape[1]} kernel (after '
+                       f'dropping taps that read only padding), stride {stride}, padding '
+                       f'{pads} at dilation {dilation}.')
+    y = winograd.conv3x3(x, kernel, dilation=dilation)
+    return y[..., :cout] if y.shape[-1] != cout else y
   fn = {'direct': _direct, 'dft': _dft, 'fft': _fft}[method]
   y = fn(x, kernel, pads, stride, dilation)
   return y[..., :cout] if y.shape[-1] != cout else y
