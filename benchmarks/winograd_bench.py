@@ -3,7 +3,8 @@
   python benchmarks/winograd_bench.py [--batch 128] [--repeats 5] [--chunks 4,8,16,32]
 
 For each shape (H, Cin, Cout, dilation; 'SAME', stride 1): forward+backward
-ms of conv2d's 'direct' path and of `winograd.conv3x3` with chunk='auto' and
+ms of conv2d's 'direct' path (no channel padding; every count here is already
+a multiple of 32 or below it) and of `winograd.conv3x3` with chunk='auto' and
 with each fixed chunk; `winograd._CHUNK_BYTES` was set from these. Variants
 are interleaved over `rounds` rounds (medians of the rounds), so a change of
 load hits all of them alike. Whole models down the Winograd path:

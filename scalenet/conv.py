@@ -452,6 +452,13 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     raise ValueError(f'conv2d method must be one of {METHODS}; got {method!r}.')
   stride = _checks.positive_int(stride, 'stride')
   dilation = _checks.positive_int(dilation, 'dilation')
+  if method == 'winograd':  # on the whole kernel: trimming may leave a 1x1 or 1x3
+    pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], stride, dilation)
+    if not winograd_fits(kernel.shape, pads, stride, dilation):
+      raise ValueError(f"conv2d method 'winograd' computes 3x3 'SAME' convs at stride 1 "
+                       f'only; got a {kernel.shape[0]}x{kernel.shape[1]} kernel, stride '
+                       f'{stride}, padding {pads} at dilation {dilation}.')
+    return winograd.conv3x3(x, kernel.astype(x.dtype), dilation=dilation)
   taps, pads = _trimmed(x.shape, kernel.shape, padding, stride, dilation)
   (r0, kh), (c0, kw) = taps
   kernel = kernel.astype(x.dtype)[r0:r0 + kh, c0:c0 + kw]
@@ -466,12 +473,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
   cout = kernel.shape[3]
   if pad_channels:
     x, kernel = _pad_channels(x, kernel)
-  if method == 'winograd':
-    if not winograd_fits(kernel.shape, pads, stride, dilation):
-      raise ValueError(f"conv2d method 'winograd' computes 3x3 'SAME' convs at stride 1 "
-                       f'only; got a {kernel.shape[0]}x{kernel.shape[1]} kernel (after '
-                       f'dropping taps that read only padding), stride {stride}, padding '
-                       f'{pads} at dilation {dilation}.')
+  if method == 'winograd':  # forced: only where it fits after trimming
     y = winograd.conv3x3(x, kernel, dilation=dilation)
     return y[..., :cout] if y.shape[-1] != cout else y
   fn = {'direct': _direct, 'dft': _dft, 'fft': _fft}[method]

@@ -14,7 +14,7 @@ input and output transforms are sums of strided slices, all exact in
 float32 but for rounding (the entries of B, A are 0, +-1; of G, 0, +-1/2, 1).
 
 Why it is here: XLA:CPU's direct 3x3 conv runs at about half oneDNN's speed
-(speed issue), and the transforms are cheap only when their buffers stay in
+(benchmarks/README.md), and the transforms are cheap only when their buffers stay in
 cache. So the batch is processed a few images at a time (`lax.map`), and the
 backward is written out (`jax.custom_vjp`): the input gradient is the same
 chunked Winograd conv of the output gradient with the flipped, transposed
@@ -28,6 +28,7 @@ sub-images (x[i::d, j::d]), stacked into the batch.
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -141,7 +142,8 @@ def _conv_even_bwd(chunk, res, dy):
 
   def accumulate(du, xs):
     xc, dyc = xs
-    return du + jnp.einsum('xnc,xno->xco', _input_transform(xc), _output_transform_t(dyc)), None
+    v, dm = _input_transform(xc), _output_transform_t(dyc)
+    return du + jnp.einsum('xnc,xno->xco', v, dm), None
 
   du0 = jnp.zeros((_T * _T, *kernel.shape[2:]), x.dtype)
   du, _ = jax.lax.scan(accumulate, du0, (_chunks(x, chunk), _chunks(dy, chunk)))
@@ -189,8 +191,9 @@ def conv3x3(x: jax.Array, kernel: jax.Array, *, dilation: int = 1,
       B * d * d, or 'auto' (`chunk_size`).
 
   Returns:
-    [B, H, W, Cout] in x's dtype; equal to lax.conv_general_dilated to float32
-    rounding (tests/test_winograd.py), gradients included.
+    [B, H, W, Cout] in x's dtype, computed in float32 at least; equal to
+    lax.conv_general_dilated to float32 rounding (tests/test_winograd.py),
+    gradients included.
 
   Raises:
     ValueError: wrong ranks, a kernel that is not 3x3, mismatched channels, a
@@ -208,14 +211,16 @@ def conv3x3(x: jax.Array, kernel: jax.Array, *, dilation: int = 1,
   # Zeros below and right up to a multiple of 2d: the polyphase grids are
   # then whole and of even size, and the extra rows read as 'SAME' padding.
   hp, wp = -(-h // (2 * d)) * 2 * d, -(-w // (2 * d)) * 2 * d
-  xp = jnp.pad(x, ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
+  dtype = jnp.promote_types(x.dtype, jnp.float32)  # no Winograd in half precision
+  xp = jnp.pad(x.astype(dtype), ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
   xp = _to_phases(xp, d) if d > 1 else xp
   n = xp.shape[0]
   if chunk == 'auto':
     chunk = chunk_size(n, hp * wp // (4 * d * d), max(kernel.shape[2:]))
-  elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1 or n % chunk:
+  elif (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1
+        or n % chunk):
     raise ValueError(f"conv3x3 chunk must be 'auto' or a positive divisor of the "
                      f'{n} (sub-)images; got {chunk!r}.')
-  y = _conv_even(xp, kernel.astype(x.dtype), chunk)
+  y = _conv_even(xp, kernel.astype(dtype), int(chunk))
   y = _from_phases(y, b, d) if d > 1 else y
-  return y[:, :h, :w]
+  return y[:, :h, :w].astype(x.dtype)

@@ -81,6 +81,8 @@ def test_transforms_are_exact_in_float64():
 
 
 def test_chunk_size():
+  x, k, _ = _data(4, 6, 6, 2, 3)
+  _close(winograd.conv3x3(x, k, chunk=np.int64(2)), _lax(x, k))
   # 28x28 with 32 channels: 196 tiles x 16 x 32 x 4 B = 401,408 B per image.
   assert winograd.chunk_size(128, 196, 32, backend='cpu') == 8
   assert winograd.chunk_size(12, 196, 32, backend='cpu') == 12
@@ -88,19 +90,41 @@ def test_chunk_size():
   assert winograd.chunk_size(128, 196, 32, backend='gpu') == 128
 
 
-def test_conv2d_path():
+def test_conv2d_path(monkeypatch):
   x, k, _ = _data(2, 10, 10, 3, 4)
-  for d in (1, 2):
+  calls = []
+  real = winograd.conv3x3
+  monkeypatch.setattr(winograd, 'conv3x3', lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+  for d in (1, 2, 12):  # dilation 12 > the map: the whole kernel still goes to Winograd
     _close(conv.conv2d(x, k, dilation=d, method='winograd'), _lax(x, k, d))
-  # force_method('winograd'): 3x3 'SAME' convs take it, others the cost model's pick.
+  assert [c['dilation'] for c in calls] == [1, 2, 12]
+  # force_method('winograd'): 3x3 'SAME' convs take it, the others the cost model's pick.
+  calls.clear()
   k5 = jax.random.normal(jax.random.key(3), (5, 5, 3, 4))
   f = lambda x, k, k5: (conv.conv2d(x, k), conv.conv2d(x, k5), conv.conv2d(x, k, stride=2))
   with conv.force_method('winograd'):
     y3, y5, ys = jax.jit(f)(x, k, k5)
+  assert len(calls) == 1
   _close(y3, _lax(x, k))
   _close(y5, jax.lax.conv_general_dilated(x, k5, (1, 1), 'SAME', dimension_numbers=_DN))
   _close(ys, jax.lax.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=_DN))
-  assert conv.auto_method(x.shape, k.shape, backend='cpu') != 'winograd'
+
+
+def test_half_precision_input():
+  """bfloat16 in, bfloat16 out, computed in float32: values and gradients."""
+  x, k, wts = _data(2, 6, 6, 3, 4)
+  xb, kb = x.astype(jnp.bfloat16), k.astype(jnp.bfloat16)
+  f = lambda x, k: winograd.conv3x3(x, k)
+  y = f(xb, kb)
+  assert y.dtype == jnp.bfloat16
+  ref = _lax(xb.astype(jnp.float32), kb.astype(jnp.float32))
+  _close(y.astype(jnp.float32), ref, rtol=1e-2)
+  gx, gk = jax.grad(lambda *a: jnp.sum(f(*a).astype(jnp.float32) * wts), argnums=(0, 1))(xb, kb)
+  assert gx.dtype == gk.dtype == jnp.bfloat16
+  gx_ref, gk_ref = jax.grad(lambda *a: jnp.sum(_lax(*a) * wts), argnums=(0, 1))(
+      xb.astype(jnp.float32), kb.astype(jnp.float32))
+  _close(gx.astype(jnp.float32), gx_ref, rtol=1e-2)
+  _close(gk.astype(jnp.float32), gk_ref, rtol=1e-2)
 
 
 def test_bad_input():
