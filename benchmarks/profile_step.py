@@ -1,7 +1,7 @@
 """Where one training step's time goes: XLA's executed ops, grouped.
 
   python benchmarks/profile_step.py [--models dss_v1,mnist_cnn_28] [--batch 128]
-      [--steps 3] [--top 12]
+      [--steps 3] [--top 12] [--path auto|direct|dft|fft|winograd]
 
 For each registered model, the jitted Adam step of `benchmarks._timing`
 (forward, backward, update) runs `steps` times under `jax.profiler`; the
@@ -43,7 +43,7 @@ import numpy as np
 from flax import nnx
 
 from benchmarks._timing import environment, train_state, train_step
-from scalenet import models
+from scalenet import conv, models
 
 # One instruction of compiled HLO text: `[ROOT] %name = <type> <opcode>(...) ...`.
 _INSTRUCTION = re.compile(r'^\s*(ROOT\s+)?%([\w.\-]+)\s*=\s*\S+\s+([\w\-]+)\((.*)$')
@@ -164,15 +164,19 @@ def main():
   parser.add_argument('--batch', type=int, default=128)
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--top', type=int, default=12)
+  parser.add_argument('--path', default='auto', choices=('auto', 'direct', 'dft', 'fft', 'winograd'),
+                      help="conv2d path of every 'auto' conv (conv.force_method)")
   args = parser.parse_args()
   names = args.models.split(',')
   unknown = [n for n in names if n not in models.MODELS]
   if unknown:
     parser.error(f'unknown models {unknown}; registered: {sorted(models.MODELS)}')
-  print(environment(), f'| load average {np.round(os.getloadavg(), 2).tolist()}')
-  for name in names:
-    wall_ms, ops = profile(name, args.batch, args.steps)
-    print(report(name, wall_ms, ops, args.top), '\n', flush=True)
+  print(environment(), f'| conv2d path {args.path} | load average '
+        f'{np.round(os.getloadavg(), 2).tolist()}')
+  with conv.force_method(None if args.path == 'auto' else args.path):
+    for name in names:
+      wall_ms, ops = profile(name, args.batch, args.steps)
+      print(report(name, wall_ms, ops, args.top), '\n', flush=True)
   print(f'load average at the end {np.round(os.getloadavg(), 2).tolist()}')
 
 

@@ -25,10 +25,10 @@ at once. Four paths compute the same cross-correlation:
     'auto' never picks it.
   * 'winograd': 3x3 'SAME' convs at stride 1 only, Winograd's F(2x2, 3x3)
     in cache-sized batch chunks (`scalenet.winograd`; dilation by polyphase
-    sub-images). Kept for comparison: per layer it ran 1.1-1.9x faster than
-    XLA:CPU's direct 3x3 conv forward+backward with 8 or more input channels
-    (0.6-0.75x with one), but no model's training step gained (dss_v1 498 vs
-    480 ms direct): its chunk loops run one after the other, where the direct
+    sub-images). Kept for comparison: per layer (batch 128, fwd+bwd) it ran
+    0.84-1.68x the speed of XLA:CPU's direct 3x3 conv, faster on 8 of 9
+    shapes, but no model's training step gained (dss_v1 596 vs 498 ms
+    direct): its chunk loops run one after the other, where the direct
     convs of independent scale levels run concurrently on the two cores
     (benchmarks/README.md). 'auto' never picks it.
 
