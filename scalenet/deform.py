@@ -21,7 +21,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from scalenet import _checks
+from scalenet import _checks, _chunking
 
 IMPLS = ('gather', 'map_coordinates', 'vjp')
 # Measured on CPU (benchmarks/README.md), DCN-sized layer (B=32, 28x28,
@@ -146,10 +146,7 @@ def chunk_size(batch: int, column_bytes: int, backend: str | None = None) -> int
   """Images per chunk for chunk='auto': the whole batch off CPU; on CPU the
   largest divisor of `batch` whose sampled columns (column_bytes per image)
   fit in _CHUNK_BYTES, at least 1."""
-  if (backend or jax.default_backend()) != 'cpu':
-    return batch
-  fits = [c for c in range(1, batch + 1) if batch % c == 0 and c * column_bytes <= _CHUNK_BYTES]
-  return max(fits, default=1)
+  return _chunking.fitting_divisor(batch, column_bytes, _CHUNK_BYTES, backend)
 
 
 def _sample_map_coordinates(x, ys, xs):
@@ -234,9 +231,8 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
   kern = kernel.reshape(kh * kw, groups, cin // groups, cout).astype(x.dtype)
   if chunk == 'auto':
     chunk = chunk_size(b, ho * wo * kh * kw * cin * x.dtype.itemsize)
-  elif not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1 or b % chunk:
-    raise ValueError(f"deform_conv chunk must be 'auto' or a positive divisor of the "
-                     f'batch size {b}; got {chunk!r}.')
+  else:
+    chunk = _chunking.check_chunk(chunk, b, 'deform_conv', 'the batch size')
   core = functools.partial(_deform_core, kern=kern, impl=impl)
   if chunk == b:
     return core(xg, ys, xs, mask)

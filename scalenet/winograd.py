@@ -28,13 +28,12 @@ sub-images (x[i::d, j::d]), stacked into the batch.
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scalenet import _checks
+from scalenet import _checks, _chunking
 
 # F(2x2, 3x3) with interpolation points 0, 1, -1, infinity.
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
@@ -158,11 +157,8 @@ def chunk_size(batch: int, tiles_per_image: int, channels: int,
   """Images per chunk for chunk='auto': the whole batch off CPU; on CPU the
   largest divisor of `batch` whose transformed tiles (16 x tiles x channels
   float32 per image) fit in _CHUNK_BYTES, at least 1."""
-  if (backend or jax.default_backend()) != 'cpu':
-    return batch
   per_image = _T * _T * tiles_per_image * channels * 4
-  fits = [c for c in range(1, batch + 1) if batch % c == 0 and c * per_image <= _CHUNK_BYTES]
-  return max(fits, default=1)
+  return _chunking.fitting_divisor(batch, per_image, _CHUNK_BYTES, backend)
 
 
 def _to_phases(x, d: int):
@@ -217,10 +213,8 @@ def conv3x3(x: jax.Array, kernel: jax.Array, *, dilation: int = 1,
   n = xp.shape[0]
   if chunk == 'auto':
     chunk = chunk_size(n, hp * wp // (4 * d * d), max(kernel.shape[2:]))
-  elif (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1
-        or n % chunk):
-    raise ValueError(f"conv3x3 chunk must be 'auto' or a positive divisor of the "
-                     f'{n} (sub-)images; got {chunk!r}.')
-  y = _conv_even(xp, kernel.astype(dtype), int(chunk))
+  else:
+    chunk = _chunking.check_chunk(chunk, n, 'conv3x3', 'the (sub-)image count')
+  y = _conv_even(xp, kernel.astype(dtype), chunk)
   y = _from_phases(y, b, d) if d > 1 else y
   return y[:, :h, :w].astype(x.dtype)
