@@ -58,8 +58,7 @@ def main():
     k = rng.standard_normal((3, 3, cin, cout), np.float32) / np.sqrt(9 * cin)
     variants = {'direct': lambda x, k: conv.conv2d(x, k, dilation=d, method='direct')}
     n = args.batch * d * d
-    tiles = (-(-h // (2 * d)))**2  # per polyphase sub-image, as conv3x3 pads
-    auto = winograd.chunk_size(n, tiles, max(cin, cout))
+    auto = winograd.chunk_size(n, winograd.subimage_tiles(h, h, d), max(cin, cout))
     for c in ['auto', *[c for c in chunks if n % c == 0 and c != auto]]:
       variants[f'wino[{auto if c == "auto" else c}]'] = (
           lambda x, k, c=c: winograd.conv3x3(x, k, dilation=d, chunk=c))

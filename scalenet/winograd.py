@@ -161,6 +161,16 @@ def chunk_size(batch: int, tiles_per_image: int, channels: int,
   return _chunking.fitting_divisor(batch, per_image, _CHUNK_BYTES, backend)
 
 
+def padded_size(size: int, dilation: int) -> int:
+  """A side of the input as conv3x3 computes it: rounded up to a multiple of 2 dilation."""
+  return -(-size // (2 * dilation)) * 2 * dilation
+
+
+def subimage_tiles(h: int, w: int, dilation: int) -> int:
+  """2x2 output tiles of one polyphase sub-image of an h x w input."""
+  return padded_size(h, dilation) * padded_size(w, dilation) // (4 * dilation * dilation)
+
+
 def _to_phases(x, d: int):
   """[B, H, W, C] (H, W multiples of d) -> [B d d, H/d, W/d, C]: x[i::d, j::d] per image."""
   b, h, w, c = x.shape
@@ -206,13 +216,13 @@ def conv3x3(x: jax.Array, kernel: jax.Array, *, dilation: int = 1,
   b, h, w, _ = x.shape
   # Zeros below and right up to a multiple of 2d: the polyphase grids are
   # then whole and of even size, and the extra rows read as 'SAME' padding.
-  hp, wp = -(-h // (2 * d)) * 2 * d, -(-w // (2 * d)) * 2 * d
+  hp, wp = padded_size(h, d), padded_size(w, d)
   dtype = jnp.promote_types(x.dtype, jnp.float32)  # no Winograd in half precision
   xp = jnp.pad(x.astype(dtype), ((0, 0), (0, hp - h), (0, wp - w), (0, 0)))
   xp = _to_phases(xp, d) if d > 1 else xp
   n = xp.shape[0]
   if chunk == 'auto':
-    chunk = chunk_size(n, hp * wp // (4 * d * d), max(kernel.shape[2:]))
+    chunk = chunk_size(n, subimage_tiles(h, w, d), max(kernel.shape[2:]))
   else:
     chunk = _chunking.check_chunk(chunk, n, 'conv3x3', 'the (sub-)image count')
   y = _conv_even(xp, kernel.astype(dtype), chunk)
