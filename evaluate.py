@@ -14,7 +14,7 @@ plots; --compare overlays evaluated runs.
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scalenet import cpu_devices, evaluate
+from scalenet import evaluate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Optional: the config the run was trained '
@@ -26,8 +26,6 @@ flags.DEFINE_string('out', 'results/compare', 'Output directory of --compare.')
 
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  if cpu_devices.apply():
-    logging.warning('Simulated CPU devices: single-threaded Eigen (see scalenet/cpu_devices.py).')
   if FLAGS.compare:
     # `--compare A B C`: absl keeps A in the flag and passes B C on as arguments.
     workdirs = FLAGS.compare + [d for a in argv[1:] for d in a.split(',') if d]

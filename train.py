@@ -8,7 +8,7 @@ add --distributed (calls jax.distributed.initialize() on every host).
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scalenet import cpu_devices, train
+from scalenet import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=True)
@@ -21,8 +21,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-  if cpu_devices.apply():
-    logging.warning('Simulated CPU devices: single-threaded Eigen (see scalenet/cpu_devices.py).')
   if FLAGS.distributed:
     import jax
     jax.distributed.initialize()

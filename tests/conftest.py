@@ -4,8 +4,7 @@ Single-threaded Eigen (`--xla_cpu_multi_thread_eigen=false`) with simulated
 devices: with the shared Eigen pool, an all-reduce between the simulated
 devices can wait on a pool thread for a participant that never runs, and
 XLA aborts the process after 40 s (`rendezvous.cc: Termination timeout`).
-Seen in CI (evaluate.py, 2 devices, 2 loaded cores) and reproduced here;
-train.py and evaluate.py set the same (scalenet/cpu_devices.py).
+Seen in CI (evaluate.py, 2 devices, 2 loaded cores) and reproduced here.
 """
 
 import os
