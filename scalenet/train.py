@@ -128,22 +128,28 @@ def train_step(graphdef, state, batch, label_smoothing: float = 0.0, input_norm:
 
 def _eval_step(graphdef, state, batch, factor, rescale: transforms.RescaleSpec,
                input_norm: str = 'none'):
-  """Sums of correct predictions, loss and examples over a masked batch.
+  """Per example of a masked batch: correct (0/1), loss and mask, each [B].
 
   Images in [0, 1] are first rescaled by L_s (`rescale`, static and hashed
   by value) with the traced `factor` (skipped at 1.0), inside the same
-  program: one compilation per input shape serves every factor. (Chaining a
-  separate jitted transform before a multi-device step deadlocked XLA:CPU's
-  in-process all-reduce on a loaded 2-core machine.) Then normalised.
+  program: one compilation per input shape serves every factor. Then
+  normalised.
+
+  Nothing is summed over the batch here: the outputs stay sharded like the
+  batch and `evaluate_split` sums them on the host, so the program has no
+  cross-device all-reduce. On simulated CPU devices such an all-reduce, with
+  many eval steps in flight, could stall on XLA:CPU's shared thread pool and
+  abort the process after 40 s (`rendezvous.cc ... Termination timeout`;
+  evaluate.py, 2 devices on 2 loaded cores, in CI and here).
   """
   model = nnx.merge(graphdef, state)
   images = jax.lax.cond(factor == 1.0, lambda x: x, lambda x: rescale(x, factor),
                         batch['image'])
   logits = model(normalize.normalize(images, input_norm))
   mask = batch['mask']
-  return {'correct': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
-          'loss': jnp.sum(cross_entropy(logits, batch['label']) * mask),
-          'count': jnp.sum(mask)}
+  return {'correct': (jnp.argmax(logits, -1) == batch['label']) * mask,
+          'loss': cross_entropy(logits, batch['label']) * mask,
+          'count': mask}
 
 
 eval_step = jax.jit(_eval_step, static_argnums=(0, 4, 5))
@@ -172,10 +178,19 @@ def evaluate_split(eval_def, state, split: pipeline.Split, batch_size: int, mesh
   for batch in pipeline.eval_batches(split, batch_size, process_index=jax.process_index(),
                                      process_count=jax.process_count()):
     out = eval_step(eval_def, state, shard_batch(batch, mesh), factor, rescale, input_norm)
+    # Per example slot, elementwise: stays sharded, no cross-device reduction.
     totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-  totals = jax.device_get(totals)
-  return {'accuracy': float(totals['correct'] / totals['count']),
-          'loss': float(totals['loss'] / totals['count'])}
+  totals = {k: _host_sum(v) for k, v in totals.items()}
+  return {'accuracy': totals['correct'] / totals['count'],
+          'loss': totals['loss'] / totals['count']}
+
+
+def _host_sum(x: jax.Array) -> float:
+  """The sum of a batch-sharded array, on the host (every process's shards)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    x = multihost_utils.process_allgather(x, tiled=True)
+  return float(np.sum(np.asarray(jax.device_get(x)), dtype=np.float64))
 
 
 def _progress(total, initial, enabled):

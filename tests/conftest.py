@@ -1,17 +1,9 @@
-"""Test set-up: four host CPU devices, so data-parallel code runs as on a pod.
-
-Single-threaded Eigen (`--xla_cpu_multi_thread_eigen=false`) with simulated
-devices: with the shared Eigen pool, an all-reduce between the simulated
-devices can wait on a pool thread for a participant that never runs, and
-XLA aborts the process after 40 s (`rendezvous.cc: Termination timeout`).
-Seen in CI (evaluate.py, 2 devices, 2 loaded cores) and reproduced here.
-"""
+"""Test set-up: four host CPU devices, so data-parallel code runs as on a pod."""
 
 import os
 
 # Must be set before jax initialises its backends.
-os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4 '
-                      '--xla_cpu_multi_thread_eigen=false')
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import jax  # noqa: E402
@@ -23,3 +15,22 @@ def _debug_nans():
   """Any NaN produced inside a test's jax code fails that test at its source."""
   with jax.debug_nans(True):
     yield
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  """A tfds data_dir where the tests' mnist_5k scale-MNIST is built (once per worker)."""
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='session')
+def datasets(data_dir):
+  """cnn_mnist:tiny's mnist_5k splits, the training set cut to 320 images (10 steps/epoch at batch 32)."""
+  from configs import cnn_mnist
+  from scalenet.data import pipeline
+  config = cnn_mnist.get_config('tiny')
+  config.data_dir = data_dir
+  full = pipeline.get_datasets(config, progress=False)
+  tr = full.train
+  return pipeline.Datasets(pipeline.Split(tr.images[:320], tr.labels[:320], tr.scales[:320]),
+                           full.eval, full.num_classes, full.image_shape)

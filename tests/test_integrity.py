@@ -21,20 +21,6 @@ from configs import cnn_mnist
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
-@pytest.fixture(scope='module')
-def datasets(data_dir):
-  """mnist_5k scale-MNIST with a 320-image training set (10 steps/epoch at batch 32)."""
-  full = pipeline.get_datasets(_config(data_dir), progress=False)
-  tr = full.train
-  return pipeline.Datasets(pipeline.Split(tr.images[:320], tr.labels[:320], tr.scales[:320]),
-                           full.eval, full.num_classes, full.image_shape)
-
-
 def _config(data_dir, **overrides):
   config = cnn_mnist.get_config('tiny')
   config.data_dir = data_dir

@@ -15,22 +15,6 @@ from configs import cnn_mnist, dss_v1_mnist
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('tfds'))
-
-
-@pytest.fixture(scope='module')
-def datasets(data_dir):
-  """The mnist_5k scale-MNIST splits, with a 320-image training set (10 steps/epoch)."""
-  config = cnn_mnist.get_config('tiny')
-  config.data_dir = data_dir
-  full = pipeline.get_datasets(config, progress=False)
-  train_split = pipeline.Split(full.train.images[:320], full.train.labels[:320],
-                               full.train.scales[:320])
-  return pipeline.Datasets(train_split, full.eval, full.num_classes, full.image_shape)
-
-
 def _config(data_dir, module=cnn_mnist, **overrides):
   config = module.get_config('tiny')
   config.data_dir = data_dir
@@ -203,9 +187,7 @@ def test_evaluate_without_checkpoint_and_compare(tmp_path, data_dir, datasets):
 
 
 def test_command_line_entry_points(tmp_path, data_dir):
-  # Single-threaded Eigen, as in conftest: the all-reduce of 2 simulated devices can deadlock.
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2 '
-             '--xla_cpu_multi_thread_eigen=false')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
   common = ['--config', 'configs/cnn_mnist.py:tiny', '--workdir', str(tmp_path),
             f'--config.data_dir={data_dir}', '--config.progress_bar=false']
   run = lambda script, *args: subprocess.run([sys.executable, script, *args], cwd=ROOT,
@@ -248,3 +230,26 @@ def test_sweep_runs_every_point_resumes_and_plots(tmp_path, data_dir, monkeypatc
     config.sweep = (('model.interactoin', (1,)),)
   with pytest.raises(ValueError, match='interactoin'):
     sweep.run_sweep(config, str(tmp_path))
+
+
+def test_eval_step_has_no_cross_device_reduction(data_dir, datasets):
+  # Per-example outputs, summed on the host: an all-reduce in the eval step could
+  # stall XLA:CPU's simulated devices (train._eval_step).
+  config = _config(data_dir)
+  mesh = train.make_mesh()
+  assert mesh.size > 1  # conftest's simulated devices
+  eval_def, state = train.create_model(config, datasets.num_classes, mesh)
+  batch = next(pipeline.eval_batches(datasets.eval['validation'], config.eval_batch_size))
+  args = (eval_def, state, train.shard_batch(batch, mesh), jax.numpy.float32(2.0),
+          train.transforms.DEFAULT, 'none')
+  hlo = train.eval_step.lower(*args).compile().as_text()
+  assert 'all-reduce' not in hlo
+  summed = jax.jit(lambda out: jax.tree.map(jax.numpy.sum, out))  # Negative control.
+  assert 'all-reduce' in summed.lower(train.eval_step(*args)).compile().as_text()
+  # And the host sums are the split's: correct / count is the accuracy.
+  res = train.evaluate_split(eval_def, state, datasets.eval['validation'],
+                             config.eval_batch_size, mesh)
+  split = datasets.eval['validation']
+  logits = np.asarray(nnx.merge(eval_def, state)(split.images.astype(np.float32) / 255.0))
+  want = float(np.mean(np.argmax(logits, -1) == split.labels))
+  assert res['accuracy'] == pytest.approx(want, abs=1e-6)
