@@ -137,10 +137,10 @@ def _eval_step(graphdef, state, batch, factor, rescale: transforms.RescaleSpec,
 
   Nothing is summed over the batch here: the outputs stay sharded like the
   batch and `evaluate_split` sums them on the host, so the program has no
-  cross-device all-reduce. On simulated CPU devices such an all-reduce, with
-  many eval steps in flight, could stall on XLA:CPU's shared thread pool and
-  abort the process after 40 s (`rendezvous.cc ... Termination timeout`;
-  evaluate.py, 2 devices on 2 loaded cores, in CI and here).
+  cross-device all-reduce. Such an all-reduce between simulated CPU devices
+  stalled (one participant never arrived) and XLA aborted the process after
+  40 s (`rendezvous.cc ... Termination timeout`): evaluate.py on 2 simulated
+  devices and 2 loaded cores, in CI and in 1 of 2 to 2 of 17 runs here.
   """
   model = nnx.merge(graphdef, state)
   images = jax.lax.cond(factor == 1.0, lambda x: x, lambda x: rescale(x, factor),

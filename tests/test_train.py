@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,7 +28,7 @@ def _config(data_dir, module=cnn_mnist, **overrides):
 def _why(stderr: str) -> str:
   """A failed subprocess's reason: its fatal log lines (a native abort ends in
   pages of stack) and the end of its stderr."""
-  fatal = [line for line in stderr.splitlines() if line.startswith(('F', 'Fatal'))]
+  fatal = [line for line in stderr.splitlines() if re.match(r'F\d{4} |Fatal ', line)]
   return '\n'.join(fatal[:5] + ['...', stderr[-1500:]])
 
 
@@ -247,9 +248,8 @@ def test_eval_step_has_no_cross_device_reduction(data_dir, datasets):
   summed = jax.jit(lambda out: jax.tree.map(jax.numpy.sum, out))  # Negative control.
   assert 'all-reduce' in summed.lower(train.eval_step(*args)).compile().as_text()
   # And the host sums are the split's: correct / count is the accuracy.
-  res = train.evaluate_split(eval_def, state, datasets.eval['validation'],
-                             config.eval_batch_size, mesh)
   split = datasets.eval['validation']
+  res = train.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
   logits = np.asarray(nnx.merge(eval_def, state)(split.images.astype(np.float32) / 255.0))
   want = float(np.mean(np.argmax(logits, -1) == split.labels))
   assert res['accuracy'] == pytest.approx(want, abs=1e-6)
