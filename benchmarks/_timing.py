@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
 def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
@@ -46,11 +47,24 @@ def train_step(graphdef, state, batch):
 
 
 def train_state(model, x, y, lr: float = 1e-2):
-  """(graphdef, state, batch) for `train_step`; the model in training mode."""
+  """(graphdef, state, batch) for `train_step`; the model in training mode.
+
+  With several devices (e.g. XLA_FLAGS=--xla_force_host_platform_device_count=2
+  on a CPU), data-parallel as `scalenet.train` runs it: the state replicated,
+  the batch split over a 1-D mesh of every device.
+  """
   opt = nnx.Optimizer(model, optax.adam(lr), wrt=nnx.Param)
   model.train()
   graphdef, state = nnx.split((model, opt))
-  return graphdef, state, {'image': jax.numpy.asarray(x), 'label': jax.numpy.asarray(y)}
+  batch = {'image': jax.numpy.asarray(x), 'label': jax.numpy.asarray(y)}
+  devices = jax.devices()
+  if len(devices) == 1:
+    return graphdef, state, batch
+  if len(y) % len(devices):
+    raise ValueError(f'batch {len(y)} is not divisible by the {len(devices)} devices.')
+  mesh = Mesh(np.array(devices), ('data',))
+  return (graphdef, jax.device_put(state, NamedSharding(mesh, P())),
+          jax.device_put(batch, NamedSharding(mesh, P('data'))))
 
 
 def time_train_step(model, x, y, repeats: int = 5, budget_s: float | None = None) -> dict:
@@ -102,5 +116,6 @@ def fwd_bwd(f):
 
 
 def environment() -> str:
+  """The JAX version, backend, device kind and count (several: data-parallel steps)."""
   dev = jax.devices()[0]
   return f'jax {jax.__version__}, backend {jax.default_backend()}, {dev.device_kind}, {len(jax.devices())} device(s)'

@@ -15,7 +15,10 @@ at once. Four paths compute the same cross-correlation:
     output pixels (stride and padding offset are in its matrix). Its cost
     hardly depends on the kernel size, so it wins for the 13x13-17x17
     kernels of SESN/DISCO, where XLA:CPU's direct convolution collapses
-    (speed issue: 23.6 s against 0.39 s forward for one SESN layer).
+    (speed issue: 23.6 s against 0.39 s forward for one SESN layer). On
+    small maps the transforms of real arrays (input, kernel, output
+    gradient) are one real product with the 2-D transform matrix instead
+    (`dft_2d_stages`).
   * 'fft': the same theorem with `jnp.fft.rfft2`/`irfft2` on a
     channels-first layout. Kept for comparison: on XLA:CPU the transposes
     that its einsum needs between the channels-first FFT layout and a
@@ -313,6 +316,54 @@ def _dft_matrices(size: int, k: int, pads, out: int, stride: int, dilation: int,
   return tuple(m.astype(np.complex64) for m in (forward, kernel, inverse))
 
 
+# Maps of at most this many pixels transform their real arrays (the input,
+# the kernel and the output gradient) with one real matrix product by the
+# 2-D transform [Re E; Im E] (E = the H axis's matrix (x) the W axis's),
+# and the kernel gradient's last transform likewise: more flops than the two
+# separable complex stages, but one large product on both cores where the
+# second separable stage is a batch of tiny ones on one (XLA:CPU runs such
+# batched products on one core: benchmarks/threads_bench.py). Per DSS layer
+# (batch 128, 7x7, fwd+bwd) 1.08-1.23x faster at 14x14 and 7x7 maps, 0.75-0.81x
+# at 28x28 (benchmarks/README.md, sixth pass).
+_DFT_2D_MAX_PIXELS = 256
+
+
+def dft_2d_stages(h: int, w: int) -> bool:
+  """Whether 'dft' transforms the real arrays of an h x w map in one 2-D product."""
+  return h * w <= _DFT_2D_MAX_PIXELS
+
+
+@functools.lru_cache(maxsize=256)
+def _dft_real_operators(geometry):
+  """Real forms of the 2-D transforms of one geometry, F = F1 * F2 frequencies:
+
+    e  [2F, H*W]     [Re E; Im E]: the input's spectrum, stacked re / im;
+    k  [2F, kh*kw]   the same for the kernel taps (K = their 2-D transform);
+    gt [2F, Ho*Wo]   [Re I^T; Im I^T]: the output gradient's, I^T g;
+    kt [kh*kw, 2F]   [Re K^T, -Im K^T]: Re(K^T Z) = kt @ [Re Z; Im Z].
+
+  E, K, I are Kronecker products of the axes' `_dft_matrices`, rows in the
+  frequency-major order (f1, f2) of the separable path.
+  """
+  fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
+  e = np.einsum('fh,gw->fghw', fh, fw).reshape(fh.shape[0] * fw.shape[0], -1)
+  k = np.einsum('fi,gj->fgij', kfh, kfw).reshape(e.shape[0], -1)
+  i = np.einsum('tf,ug->tufg', ih, iw).reshape(-1, e.shape[0])
+  stack = lambda m: np.concatenate([m.real, m.imag]).astype(np.float32)
+  return (stack(e), stack(k), stack(i.T),
+          np.ascontiguousarray(np.concatenate([k.real, -k.imag]).T, np.float32))
+
+
+def _unstack(a):
+  """[2F, N] real, re over im -> [F, N] complex."""
+  return jax.lax.complex(a[:a.shape[0] // 2], a[a.shape[0] // 2:])
+
+
+def _stack(z):
+  """[F, N] complex -> [2F, N] real, re over im."""
+  return jnp.concatenate([jnp.real(z), jnp.imag(z)])
+
+
 def _along_leading(m, n: int):
   """m broadcast to n copies: the matrix of a product batched over a leading axis."""
   return np.broadcast_to(m, (n, *m.shape))
@@ -354,12 +405,21 @@ def _dft_core(x, kernel, geometry):
 
 def _dft_fwd(x, kernel, geometry):
   fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
-  n1, ho = fh.shape[0], ih.shape[0]
+  n1, m2, ho = fh.shape[0], fw.shape[0], ih.shape[0]
+  b, h, w, c = x.shape
+  kh, kw, _, o = kernel.shape
   c64 = jnp.complex64
-  xs = jnp.einsum('fh,hwbc->fwbc', fh, jnp.transpose(x, (1, 2, 0, 3)).astype(c64))
-  xs = jnp.einsum('fgw,fwbc->fgbc', _along_leading(fw, n1), xs)  # [n1, m2, B, C]
-  ks = jnp.einsum('fi,ijco->fjco', kfh, kernel.astype(c64))
-  ks = jnp.einsum('fgj,fjco->fgco', _along_leading(kfw, n1), ks)  # [n1, m2, C, O]
+  if dft_2d_stages(h, w):
+    e, k2, _, _ = _dft_real_operators(geometry[:7])
+    xt = jnp.transpose(x, (1, 2, 0, 3)).reshape(h * w, b * c).astype(jnp.float32)
+    xs = _unstack(e @ xt).reshape(n1, m2, b, c)
+    flat_k = kernel.reshape(kh * kw, c * o).astype(jnp.float32)
+    ks = _unstack(k2 @ flat_k).reshape(n1, m2, c, o)
+  else:
+    xs = jnp.einsum('fh,hwbc->fwbc', fh, jnp.transpose(x, (1, 2, 0, 3)).astype(c64))
+    xs = jnp.einsum('fgw,fwbc->fgbc', _along_leading(fw, n1), xs)  # [n1, m2, B, C]
+    ks = jnp.einsum('fi,ijco->fjco', kfh, kernel.astype(c64))
+    ks = jnp.einsum('fgj,fjco->fgco', _along_leading(kfw, n1), ks)  # [n1, m2, C, O]
   ys = jnp.einsum('fgbc,fgco->fgbo', xs, ks)
   ys = jnp.einsum('tf,fgbo->tgbo', ih, ys)  # the output rows: [ho, m2, B, O]
   y = jnp.einsum('tug,tgbo->tubo', _along_leading(iw, ho), ys)
@@ -377,16 +437,27 @@ def _dft_bwd(geometry, res, g):
   xs, ks = res
   x_dtype, k_dtype = geometry[7:]
   fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
-  n1 = fh.shape[0]
+  n1, m2, b, c = xs.shape
+  ho, wo, o = g.shape[1], g.shape[2], g.shape[3]
+  h, w, kh, kw = geometry[6]
+  two_d = dft_2d_stages(h, w)
   c64 = jnp.complex64
-  gs = jnp.einsum('tf,tubo->fubo', ih, jnp.transpose(g, (1, 2, 0, 3)).astype(c64))
-  gs = jnp.einsum('fug,fubo->fgbo', _along_leading(iw, n1), gs)  # [n1, m2, B, O]
+  if two_d:
+    _, _, gt, kt = _dft_real_operators(geometry[:7])
+    flat_g = jnp.transpose(g, (1, 2, 0, 3)).reshape(ho * wo, b * o).astype(jnp.float32)
+    gs = _unstack(gt @ flat_g).reshape(n1, m2, b, o)
+  else:
+    gs = jnp.einsum('tf,tubo->fubo', ih, jnp.transpose(g, (1, 2, 0, 3)).astype(c64))
+    gs = jnp.einsum('fug,fubo->fgbo', _along_leading(iw, n1), gs)  # [n1, m2, B, O]
   dxs = jnp.einsum('fgbo,fgco->fgbc', gs, ks)
   dxs = jnp.einsum('fgw,fgbc->fwbc', _along_leading(fw, n1), dxs)  # [n1, W, B, C]
   dx = jnp.real(jnp.einsum('fh,fwbc->hwbc', fh, dxs))
   dks = jnp.einsum('fgbc,fgbo->fgco', xs, gs)
-  dks = jnp.einsum('fgj,fgco->fjco', _along_leading(kfw, n1), dks)
-  dk = jnp.real(jnp.einsum('fi,fjco->ijco', kfh, dks))
+  if two_d:
+    dk = (kt @ _stack(dks.reshape(n1 * m2, c * o))).reshape(kh, kw, c, o)
+  else:
+    dks = jnp.einsum('fgj,fgco->fjco', _along_leading(kfw, n1), dks)
+    dk = jnp.real(jnp.einsum('fi,fjco->ijco', kfh, dks))
   return jnp.transpose(dx, (2, 0, 1, 3)).astype(x_dtype), dk.astype(k_dtype)
 
 

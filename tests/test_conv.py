@@ -46,9 +46,14 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('method', ['direct', 'dft', 'fft'])
+@pytest.mark.parametrize('method', ['direct', 'dft', 'dft_separable', 'fft'])
 @pytest.mark.parametrize('h,w,cin,cout,k,padding,stride,dilation', CASES)
-def test_matches_lax_with_gradients(method, h, w, cin, cout, k, padding, stride, dilation):
+def test_matches_lax_with_gradients(method, h, w, cin, cout, k, padding, stride, dilation,
+                                    monkeypatch):
+  if method == 'dft_separable':  # every map here is small: 'dft' takes the 2-D stages
+    monkeypatch.setattr(conv, '_DFT_2D_MAX_PIXELS', 0)
+    method = 'dft'
+  assert conv.dft_2d_stages(h, w) == (conv._DFT_2D_MAX_PIXELS > 0)
   x, kern = _data((2, h, w, cin), (k, k, cin, cout))
   f = lambda x, kern: conv.conv2d(x, kern, padding=padding, stride=stride,
                                   dilation=dilation, method=method)
@@ -65,21 +70,28 @@ def test_matches_lax_with_gradients(method, h, w, cin, cout, k, padding, stride,
   _close(g[1], g_ref[1])
 
 
+def _clear_dft_caches():
+  conv._dft_matrices.cache_clear()
+  conv._dft_real_operators.cache_clear()
+
+
+@pytest.mark.parametrize('max_pixels', [0, 10**6], ids=['separable', '2d'])
 @pytest.mark.parametrize('padding', [((3, 1), (0, 2)), ((1, 3), (2, 2))])
-def test_dft_length_is_the_shortest_without_wraparound(padding, monkeypatch):
+def test_dft_length_is_the_shortest_without_wraparound(padding, max_pixels, monkeypatch):
+  monkeypatch.setattr(conv, '_DFT_2D_MAX_PIXELS', max_pixels)
   x, kern = _data((1, 9, 8, 2), (5, 5, 2, 3))
   want = _lax(x, kern, padding)
-  conv._dft_matrices.cache_clear()
+  _clear_dft_caches()
   _close(conv.conv2d(x, kern, padding=padding, method='dft'), want)
   # Negative control: one sample shorter and the circular correlation wraps
   # onto the image.
   length = conv.dft_length
   monkeypatch.setattr(conv, 'dft_length', lambda size, pads: length(size, pads) - 1)
-  conv._dft_matrices.cache_clear()
+  _clear_dft_caches()
   try:
     short = conv.conv2d(x, kern, padding=padding, method='dft')
   finally:
-    conv._dft_matrices.cache_clear()
+    _clear_dft_caches()
   assert float(jnp.max(jnp.abs(short - want))) > 1e-2
 
 
