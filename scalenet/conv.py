@@ -385,9 +385,11 @@ def _dft(x, kernel, pads, stride, dilation):
   h, w = x.shape[1:3]
   ho = (h + pt + pb - (kh - 1) * dilation - 1) // stride + 1
   wo = (w + pl + pr - (kw - 1) * dilation - 1) // stride + 1
-  # Static: the shapes and dtypes the backward needs besides the spectra.
+  # Static: the shapes and dtypes the backward needs besides the spectra, and
+  # whether the real arrays take the 2-D stages (decided once, here, so that
+  # the forward and the backward agree).
   geometry = ((pt, pb), (pl, pr), ho, wo, stride, dilation, (h, w, kh, kw),
-              x.dtype, kernel.dtype)
+              x.dtype, kernel.dtype, dft_2d_stages(h, w))
   return _dft_core(x, kernel, geometry)
 
 
@@ -409,7 +411,8 @@ def _dft_fwd(x, kernel, geometry):
   b, h, w, c = x.shape
   kh, kw, _, o = kernel.shape
   c64 = jnp.complex64
-  if dft_2d_stages(h, w):
+  two_d = geometry[9]
+  if two_d:
     e, k2, _, _ = _dft_real_operators(geometry[:7])
     xt = jnp.transpose(x, (1, 2, 0, 3)).reshape(h * w, b * c).astype(jnp.float32)
     xs = _unstack(e @ xt).reshape(n1, m2, b, c)
@@ -435,12 +438,11 @@ def _dft_bwd(geometry, res, g):
   again contracting or batching a leading axis.
   """
   xs, ks = res
-  x_dtype, k_dtype = geometry[7:]
+  x_dtype, k_dtype, two_d = geometry[7:]
   fh, kfh, ih, fw, kfw, iw = _dft_operators(geometry)
   n1, m2, b, c = xs.shape
   ho, wo, o = g.shape[1], g.shape[2], g.shape[3]
-  h, w, kh, kw = geometry[6]
-  two_d = dft_2d_stages(h, w)
+  kh, kw = geometry[6][2:]
   c64 = jnp.complex64
   if two_d:
     _, _, gt, kt = _dft_real_operators(geometry[:7])
