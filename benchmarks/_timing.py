@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import resource
 import time
 
 import jax
@@ -12,8 +13,14 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
 def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
-  """Median/min wall time in ms of a jitted fn, and its compile time in s."""
+  """Median/min wall time in ms of a jitted fn, its compile time in s, and the
+  process's CPU time / wall time over the timed calls (1.0: one core busy)."""
   jitted = jax.jit(fn)
   t0 = time.perf_counter()
   jax.block_until_ready(jitted(*args))
@@ -21,12 +28,14 @@ def time_fn(fn, *args, repeats: int = 20, warmup: int = 2) -> dict:
   for _ in range(warmup):
     jax.block_until_ready(jitted(*args))
   times = []
+  cpu0 = _cpu_seconds()
   for _ in range(repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(jitted(*args))
     times.append((time.perf_counter() - t0) * 1e3)
+  cpu_per_wall = (_cpu_seconds() - cpu0) / (sum(times) / 1e3)
   return {'median_ms': float(np.median(times)), 'min_ms': float(np.min(times)),
-          'compile_s': compile_s}
+          'compile_s': compile_s, 'cpu_per_wall': cpu_per_wall}
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)

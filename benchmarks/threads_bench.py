@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -37,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from benchmarks._timing import environment
+from benchmarks._timing import environment, time_fn
 from scalenet import conv
 
 # (name, map size, Cin, Cout, dilation): the DFT-path layers of
@@ -52,18 +50,8 @@ SHAPES = [
 
 def timed(fn, *args, repeats: int) -> tuple[float, float]:
   """(median ms, CPU seconds / wall seconds over the timed calls) of jit(fn)."""
-  fn = jax.jit(fn)
-  jax.block_until_ready(fn(*args))
-  jax.block_until_ready(fn(*args))
-  times = []
-  before = resource.getrusage(resource.RUSAGE_SELF)
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  after = resource.getrusage(resource.RUSAGE_SELF)
-  cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-  return float(np.median(times)) * 1e3, cpu / sum(times)
+  t = time_fn(fn, *args, repeats=repeats)
+  return t['median_ms'], t['cpu_per_wall']
 
 
 def spectra_shape(size: int, dilation: int) -> tuple[int, int]:
