@@ -59,21 +59,26 @@ class DeformConv(nnx.Module):
 
   The branch is a 3x3 conv zero-initialised, so at init offsets are 0 and the
   v2 mask is 2 * sigmoid(0) = 1: training starts from the plain conv. Its
-  output is multiplied by `offset_scale` (see OFFSET_SCALE).
+  output is multiplied by `offset_scale` (see OFFSET_SCALE). `kernel_init`
+  and `bias_init` (key, shape) -> array replace the main conv's truncated
+  He-normal kernel and zero bias.
   """
 
   def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
                offset_groups: int = 1, modulated: bool = False,
-               offset_scale: float = OFFSET_SCALE, rngs: nnx.Rngs):
+               offset_scale: float = OFFSET_SCALE, kernel_init=None, bias_init=None,
+               rngs: nnx.Rngs):
     if in_features % offset_groups:
       raise ValueError(f'offset_groups ({offset_groups}) must divide the input '
                        f'channels ({in_features}).')
     self.k, self.groups, self.modulated = kernel_size, offset_groups, modulated
     self.offset_scale = offset_scale
     taps = kernel_size**2
-    self.kernel = nnx.Param(_he(rngs, (kernel_size, kernel_size, in_features, out_features),
-                                taps * in_features))
-    self.bias = nnx.Param(jnp.zeros((out_features,)))
+    shape = (kernel_size, kernel_size, in_features, out_features)
+    self.kernel = nnx.Param(_he(rngs, shape, taps * in_features) if kernel_init is None
+                            else kernel_init(rngs.params(), shape))
+    self.bias = nnx.Param(jnp.zeros((out_features,)) if bias_init is None
+                          else bias_init(rngs.params(), (out_features,)))
     branch = offset_groups * taps * (3 if modulated else 2)
     self.offset = nnx.Conv(in_features, branch, (3, 3), padding='SAME',
                            kernel_init=nnx.initializers.zeros, rngs=rngs)
@@ -105,17 +110,20 @@ class DeformScaleConv(nnx.Module):
   and multiplied by base**s, so offsets are measured in units of the level's
   own dilation and the layer keeps the scale structure of `ScaleConv`.
   The branch output is also multiplied by `offset_scale` (see OFFSET_SCALE).
+  `kernel_init(key, shape)` replaces the truncated He-normal initialiser;
+  `use_bias=False` drops the main conv's bias (the branch keeps its own).
   """
 
   def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
                interaction: int = 1, base=2, offset_scale: float = OFFSET_SCALE,
-               rngs: nnx.Rngs):
+               kernel_init=None, use_bias: bool = True, rngs: nnx.Rngs):
     self.base = _checks.integer_base(base)
     self.k, self.interaction, self.offset_scale = kernel_size, interaction, offset_scale
     fan_in = interaction * kernel_size**2 * in_features
-    self.kernel = nnx.Param(_he(rngs, (interaction, kernel_size, kernel_size,
-                                       in_features, out_features), fan_in))
-    self.bias = nnx.Param(jnp.zeros((out_features,)))
+    shape = (interaction, kernel_size, kernel_size, in_features, out_features)
+    self.kernel = nnx.Param(_he(rngs, shape, fan_in) if kernel_init is None
+                            else kernel_init(rngs.params(), shape))
+    self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
     self.offset_kernel = nnx.Param(jnp.zeros((interaction, 3, 3, in_features,
                                               2 * kernel_size**2)))
     self.offset_bias = nnx.Param(jnp.zeros((2 * kernel_size**2,)))
@@ -132,7 +140,8 @@ class DeformScaleConv(nnx.Module):
     for lv, d in enumerate(scale_convolution.dilations(s, self.base)):
       levels.append(deform.deform_conv(xs[:, lv], off[:, lv] * d, kern,
                                        padding=d * (self.k // 2), dilation=d))
-    return jnp.stack(levels, axis=1) + self.bias[...]
+    y = jnp.stack(levels, axis=1)
+    return y if self.bias is None else y + self.bias[...]
 
 
 class SteerableConv(nnx.Module):

@@ -208,29 +208,52 @@ def test_command_line_entry_points(tmp_path, data_dir):
   assert bad.returncode != 0 and 'learnig_rate' in bad.stderr
 
 
-def test_sweep_runs_every_point_resumes_and_plots(tmp_path, data_dir, monkeypatch):
+def test_sweep_trains_each_distinct_point_once_resumes_and_plots(tmp_path, data_dir,
+                                                                 monkeypatch):
   from scalenet import sweep
   from configs import sweep_dss_mnist
   config = sweep_dss_mnist.get_config('tiny')
   config.data_dir, config.progress_bar = data_dir, False
-  config.halt_after_steps = 2
   calls = []
   real_train = train.train_and_evaluate
   monkeypatch.setattr(train, 'train_and_evaluate',
-                      lambda c, wd: calls.append(wd) or real_train(c, wd))
+                      lambda c, wd: calls.append(os.path.basename(wd)) or real_train(c, wd))
   done = sweep.run_sweep(config, str(tmp_path))
   assert set(done) == {'model.interaction', 'learning_rate'}
   assert set(done['model.interaction']) == {'1', '2'}
-  assert done['model.interaction']['2']['model']['interaction'] == 2
+  # interaction=2 and learning_rate=0.01 are both the base config: one run.
+  assert sorted(calls) == ['base', 'model.interaction=1']
+  assert done['learning_rate']['0.01'] is done['model.interaction']['2']
+  assert done['model.interaction']['1']['model']['interaction'] == 1
+  for by_value in done.values():  # the tiny points learn: chance is 0.1
+    for r in by_value.values():
+      assert r['test_accuracy'] > 0.3, r['test_accuracy']
   assert (tmp_path / 'plots' / 'model_interaction_accuracy.png').stat().st_size > 0
   assert (tmp_path / 'plots' / 'model_interaction_equivariance.png').stat().st_size > 0
-  assert len(calls) == 3
   sweep.run_sweep(config, str(tmp_path))  # everything evaluated: nothing retrains
-  assert len(calls) == 3
+  assert len(calls) == 2
   with config.unlocked():
     config.sweep = (('model.interactoin', (1,)),)
   with pytest.raises(ValueError, match='interactoin'):
     sweep.run_sweep(config, str(tmp_path))
+
+
+def test_full_sweep_points_are_distinct_runs():
+  from scalenet import sweep
+  from configs import sweep_dss_mnist
+  for arg in (None, 'deform_dss'):
+    points = sweep.sweep_points(sweep_dss_mnist.get_config(arg))
+    assert len(points) == 14
+    runs = {}
+    for p in points:
+      runs.setdefault(p.run, set()).add(sweep._identity(p.config))
+    assert all(len(ids) == 1 for ids in runs.values())  # a run is one config
+    assert len({next(iter(ids)) for ids in runs.values()}) == len(runs) == 10
+    base = [f'{p.key}={p.value}' for p in points if p.run == sweep.BASE_RUN]
+    assert sorted(base) == ['learning_rate=0.01', 'model.base=2', 'model.channels=(32, 64, 96)',
+                            'model.interaction=2', 'model.num_scales=4']
+  with pytest.raises(ValueError, match='tinny'):
+    sweep_dss_mnist.get_config('tinny')
 
 
 def test_eval_step_has_no_cross_device_reduction(data_dir, datasets):

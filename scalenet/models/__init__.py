@@ -37,13 +37,14 @@ MODELS = {
 # The published scale-MNIST table (Sosnovik et al. 2020, Table 2): each
 # family's module builds its _28 and _56 variants.
 for _module, _names in (
-    (mnist_cnn, ('mnist_cnn_28', 'mnist_cnn_56')),
+    (mnist_cnn, ('mnist_cnn_28', 'mnist_cnn_56', 'mnist_dcn_28')),
     (mnist_xu, ('mnist_xu_28', 'mnist_xu_56')),
     (mnist_kanazawa, ('mnist_kanazawa_28', 'mnist_kanazawa_56')),
     (mnist_sevf, ('mnist_sevf_scalar_28', 'mnist_sevf_scalar_56',
                   'mnist_sevf_vector_28', 'mnist_sevf_vector_56')),
     (mnist_dss, ('mnist_dss_scalar_28', 'mnist_dss_scalar_56',
-                 'mnist_dss_vector_28', 'mnist_dss_vector_56')),
+                 'mnist_dss_vector_28', 'mnist_dss_vector_56', 'mnist_dss_v2_28',
+                 'mnist_deform_dss_28')),
     (mnist_ss, ('mnist_ss_28', 'mnist_ss_56')),
     (mnist_ses, tuple(mnist_ses.VARIANTS)),
     (mnist_disco, ('mnist_disco',)),
@@ -51,23 +52,41 @@ for _module, _names in (
   MODELS.update({_n: getattr(_module, _n) for _n in _names})
 
 
-def model_kwargs(name: str) -> set[str]:
-  """Keyword arguments a model accepts (its class's, for the thin factories).
+def _signatures(name: str) -> list[inspect.Signature]:
+  """The signatures whose keywords model `name` accepts, outermost first.
 
-  A factory made by `mnist_common.factory` names its class (`model_class`)
-  and the keywords it fixes itself (`fixed_kwargs`, not settable).
+  A factory made by `mnist_common.factory` names its class (`model_class`);
+  the study's thin factories pass their keywords on to one class each.
   """
   fn = MODELS[name]
   if hasattr(fn, 'model_class'):
-    params = set(inspect.signature(fn.model_class.__init__).parameters)
-    return params - set(fn.fixed_kwargs) - {'rngs', 'kwargs', 'num_classes', 'self'}
-  params = set(inspect.signature(fn).parameters)
+    return [inspect.signature(fn.model_class.__init__)]
   cls = {'cnn': 'CNN', 'dcn': 'CNN', 'dcnv2': 'CNN', 'dss_v1': 'DSS', 'deform_dss': 'DSS',
          'dss_v2': 'DSSv2', 'sscnn': 'SSCNN', 'sesn': 'SESN', 'resnet_scale': 'ResNetScale',
          'resnet50_scale': 'ResNetScale'}[name]
   module = inspect.getmodule(fn)
-  params |= set(inspect.signature(getattr(module, cls).__init__).parameters)
-  return params - {'rngs', 'kwargs', 'num_classes', 'self'}
+  return [inspect.signature(fn), inspect.signature(getattr(module, cls).__init__)]
+
+
+_NOT_KWARGS = {'rngs', 'kwargs', 'num_classes', 'self'}
+
+
+def model_kwargs(name: str) -> set[str]:
+  """Keyword arguments a model accepts (less those its factory fixes itself)."""
+  fixed = set(getattr(MODELS[name], 'fixed_kwargs', ()))
+  return {p for sig in _signatures(name) for p in sig.parameters} - fixed - _NOT_KWARGS
+
+
+def model_defaults(name: str) -> dict:
+  """{keyword: default} of every keyword `model_kwargs(name)` names that has one.
+
+  The factory's own default wins over its class's (`dcn` sets deformable=2).
+  """
+  out = {}
+  for sig in reversed(_signatures(name)):
+    out.update({k: p.default for k, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty})
+  return {k: v for k, v in out.items() if k in model_kwargs(name)}
 
 
 def get_model(name: str, *, num_classes: int = 10, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
