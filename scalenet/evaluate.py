@@ -129,6 +129,7 @@ def data_identity(config, datasets) -> dict:
   ident = checkpoint.identity(config)
   out = {k: ident[k] for k in config_lib.DATA_KEYS}
   out['source_identity'] = builders.source_identity(config.dataset, out['data_source'])
+  out['source_files'] = builders.source_record(config.dataset, out['data_source'])
   out['image_shape'] = list(datasets.image_shape)
   out['split_sizes'] = {'train': len(datasets.train),
                         **{k: len(v) for k, v in datasets.eval.items()}}

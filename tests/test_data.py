@@ -53,6 +53,23 @@ def test_same_seed_same_bytes_other_realization_differs(mnist5k, tmp_path):
   assert o.images.tobytes() != pipeline.read_split(mnist5k['train']).images.tobytes()
 
 
+def test_stored_splits_are_the_generators_arrays(mnist5k):
+  # The builder stores exactly what generate.pooled_splits makes (uint8 after
+  # rounding), example i at index i, every split: nothing reshuffled or re-encoded.
+  images, labels = readers.read_mnist_5k()
+  want = generate.pooled_splits(images, labels, generate.MNIST_SIZES['mnist_5k'], 0)
+  assert set(want) == set(mnist5k)
+  for name, arrays in want.items():
+    got = pipeline.read_split(mnist5k[name])
+    np.testing.assert_array_equal(got.images, arrays['image'])
+    np.testing.assert_array_equal(got.labels, arrays['label'])
+    np.testing.assert_array_equal(got.scales, arrays['scale'])
+  # Batches of 1,024 and one image per call give the same bytes.
+  x, f = images[:40], want['train']['scale'][:40]
+  np.testing.assert_array_equal(generate.rescale_images(x, f, chunk=1),
+                                generate.rescale_images(x, f, chunk=1024))
+
+
 def test_pooled_splits_are_disjoint_permutations():
   n = 100
   images = np.zeros((n, 8, 8, 1), np.uint8)
@@ -126,6 +143,55 @@ def _write_mnist_dir(root, n_train=40, n_test=30, truncate=0):
   _write_idx(os.path.join(root, files['test_labels']), rng.integers(0, 10, n_test))
 
 
+def _pin(monkeypatch, src, name='scale_mnist'):
+  """Pins the idx files in `src` as data set `name`'s canonical content (tests'
+  small files stand in for the real ones; the verification code is the real one)."""
+  pins = {f: readers.content_sha256(os.path.join(src, f)) for f in readers.MNIST_FILES.values()}
+  monkeypatch.setitem(builders.CONTENT_SHA256, name, pins)
+
+
+# The README of shared/data/mnist (and tfds, torchvision): the canonical archives.
+MNIST_SHA256 = {
+    'train-images-idx3-ubyte.gz': '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
+    'train-labels-idx1-ubyte.gz': '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
+    't10k-images-idx3-ubyte.gz': '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
+    't10k-labels-idx1-ubyte.gz': 'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6',
+}
+
+
+def test_directory_source_is_checked_against_the_pinned_checksums(tmp_path, monkeypatch):
+  assert builders._archive_sha256('scale_mnist') == MNIST_SHA256
+  src = tmp_path / 'idx'
+  _write_mnist_dir(src)
+  # Not the real MNIST: refused before anything is prepared, naming the files.
+  with pytest.raises(data.DataError, match='train-images-idx3-ubyte.gz.*canonical|canonical'
+                     ) as err:
+    data.make_builder('scale_mnist', source=str(src), data_dir=str(tmp_path / 'tfds'))
+  assert 'train-images-idx3-ubyte.gz' in str(err.value)
+  _pin(monkeypatch, src)
+  data.make_builder('scale_mnist', source=str(src), data_dir=str(tmp_path / 'tfds'))
+  record = builders.source_record('scale_mnist', str(src))
+  assert set(record['files']) == set(readers.MNIST_FILES.values())
+  assert record['files']['t10k-labels-idx1-ubyte.gz']['sha256'] == readers.sha256_file(
+      str(src / 't10k-labels-idx1-ubyte.gz'))
+  # The same bytes uncompressed pass (the content is pinned, not the gzip stream).
+  raw = src / 't10k-labels-idx1-ubyte'
+  raw.write_bytes(gzip.decompress((src / 't10k-labels-idx1-ubyte.gz').read_bytes()))
+  os.remove(src / 't10k-labels-idx1-ubyte.gz')
+  builders.verify_source('scale_mnist', str(src))
+  # One label changed: refused, naming that file and no other.
+  tampered = bytearray(raw.read_bytes())
+  tampered[-1] = (tampered[-1] + 1) % 10
+  raw.write_bytes(bytes(tampered))
+  with pytest.raises(data.DataError, match='not the canonical') as err:
+    data.make_builder('scale_mnist', source=str(src), data_dir=str(tmp_path / 'tfds'))
+  assert 't10k-labels-idx1-ubyte' in str(err.value)
+  assert 'train-images' not in str(err.value)
+  # Fashion-MNIST's pins are its own: MNIST-pinned files are not Fashion-MNIST.
+  with pytest.raises(data.DataError, match='scale_fashion_mnist'):
+    builders.verify_source('scale_fashion_mnist', str(src))
+
+
 def test_idx_reader_round_trip_and_errors(tmp_path):
   arr = np.arange(2 * 3 * 4).reshape(2, 3, 4)
   _write_idx(tmp_path / 'ok.gz', arr)
@@ -142,9 +208,10 @@ def test_idx_reader_round_trip_and_errors(tmp_path):
     readers.read_idx(str(tmp_path / 'cut.gz'))
 
 
-def test_corrupt_source_leaves_no_complete_dataset(tmp_path):
+def test_corrupt_source_leaves_no_complete_dataset(tmp_path, monkeypatch):
   src = tmp_path / 'idx'
   _write_mnist_dir(src, truncate=100)
+  _pin(monkeypatch, src, 'scale_fashion_mnist')  # pinned as it is: the reader must catch it
   builder = data.make_builder('scale_fashion_mnist', source=str(src),
                               data_dir=str(tmp_path / 'tfds'))
   with pytest.raises(data.DataError, match='truncated'):
@@ -152,6 +219,7 @@ def test_corrupt_source_leaves_no_complete_dataset(tmp_path):
   assert not os.path.exists(os.path.join(builder.data_dir, 'dataset_info.json'))
   # A good source then prepares normally in the same data_dir.
   _write_mnist_dir(src)
+  _pin(monkeypatch, src, 'scale_fashion_mnist')
   # 70 digits are too few for the full-size protocol's split sizes.
   with pytest.raises(ValueError, match='exceed'):
     data.make_builder('scale_fashion_mnist', source=str(src),
@@ -162,6 +230,7 @@ def test_idx_directory_source_builds(tmp_path, monkeypatch):
   monkeypatch.setitem(generate.MNIST_SIZES, 'full', (30, 10, 20))
   src = tmp_path / 'idx'
   _write_mnist_dir(src)
+  _pin(monkeypatch, src)
   builder = data.make_builder('scale_mnist', source=str(src), data_dir=str(tmp_path / 'tfds'))
   builder.download_and_prepare()
   ds = builder.as_data_source()
@@ -358,8 +427,12 @@ def test_two_sources_get_two_caches(tmp_path, monkeypatch):
     _write_idx(tmp_path / 'kmnist' / name, rng.integers(0, 10 if len(shape) == 1 else 255, shape))
   shutil.copytree(tmp_path / 'mnist', tmp_path / 'copy')
   tfds_dir = str(tmp_path / 'tfds')
-  make = lambda src, gen='default': data.make_builder(
-      'scale_mnist', source=str(tmp_path / src), generator=gen, data_dir=tfds_dir)
+
+  def make(src, gen='default'):
+    _pin(monkeypatch, tmp_path / src)
+    return data.make_builder('scale_mnist', source=str(tmp_path / src), generator=gen,
+                             data_dir=tfds_dir)
+
   a, b = make('mnist'), make('kmnist')
   assert a.data_dir != b.data_dir
   for builder in (a, b):

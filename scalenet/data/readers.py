@@ -81,6 +81,60 @@ def files_digest(paths) -> str:
   return total.hexdigest()
 
 
+def sha256_file(path: str) -> str:
+  """SHA-256 hex digest of a file's bytes."""
+  one = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for block in iter(lambda: f.read(1 << 20), b''):
+      one.update(block)
+  return one.hexdigest()
+
+
+def content_sha256(path: str) -> str:
+  """SHA-256 hex digest of a file's content, decompressed if it is gzip."""
+  one = hashlib.sha256()
+  try:
+    with _open(path) as f:
+      for block in iter(lambda: f.read(1 << 20), b''):
+        one.update(block)
+  except (OSError, EOFError) as e:
+    raise DataError(f'{path}: cannot be read ({e}); the file is corrupt or truncated.') from e
+  return one.hexdigest()
+
+
+def verify_files(paths: dict, archive_sha256: dict, content: dict, what: str) -> dict:
+  """Checks each file against its pinned checksums; returns what was checked.
+
+  A file passes if it is the canonical archive (its SHA-256 is
+  archive_sha256[name]) or holds the canonical bytes, recompressed or not
+  (the SHA-256 of its decompressed content is content[name]).
+
+  Args:
+    paths: {canonical file name: path of the file found}.
+    archive_sha256, content: {canonical file name: SHA-256 hex}.
+    what: the data set, for the error message.
+
+  Returns:
+    {canonical file name: {'path', 'sha256', 'content_sha256'}}.
+
+  Raises:
+    DataError: naming every file that matches neither checksum.
+  """
+  record, bad = {}, []
+  for name, path in paths.items():
+    digest, inner = sha256_file(path), content_sha256(path)
+    record[name] = {'path': os.path.abspath(path), 'sha256': digest, 'content_sha256': inner}
+    if digest != archive_sha256.get(name) and inner != content.get(name):
+      bad.append(f'{path} (content sha256 {inner}, expected {content.get(name)})')
+  if bad:
+    raise DataError(
+        f'{what}: {len(bad)} file(s) are not the canonical ones, so the run would '
+        f'train on other data than it claims: {"; ".join(bad)}. Replace them with the '
+        'original files (the checksums are in scalenet/data/checksums.tsv and '
+        'builders.CONTENT_SHA256), or rebuild them from a verified copy.')
+  return record
+
+
 def mnist_source_files(directory: str) -> list[str]:
   """The four idx files `read_mnist_dir(directory)` reads (each .gz or raw)."""
   if not os.path.isdir(directory):
