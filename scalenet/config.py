@@ -64,6 +64,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.progress_bar = True  # Every tqdm bar: training steps, reading and preparing splits.
   # Evaluation.
   c.eval_num_images = 1000  # Test images for the equivariance error.
+  c.eval_split_images = ml_collections.config_dict.placeholder(int)  # None: every image of each split; N: the first N (results.json says).
   c.eval_scale_factors = (1 / 3, 1 / 2.5, 1 / 2, 1 / 1.5, 1 / 1.1, 1.0, 1.1, 1.5, 2.0)
   # Layer-wise Delta at these factors, plus each model's smallest exact one (1/r).
   c.eval_equivariance_factors = (0.5, 2.0)
@@ -98,6 +99,9 @@ def validate(config) -> None:
               'checkpoint_every_steps', 'keep_checkpoints', 'eval_num_images'):
     if int(config[key]) < 1:
       raise ValueError(f'config.{key} must be >= 1; got {config[key]}.')
+  if config.eval_split_images is not None and int(config.eval_split_images) < 1:
+    raise ValueError(f'config.eval_split_images must be None or >= 1; '
+                     f'got {config.eval_split_images}.')
   if config.eval_checkpoint not in EVAL_CHECKPOINTS:
     raise ValueError(f'config.eval_checkpoint must be one of {EVAL_CHECKPOINTS}; '
                      f'got {config.eval_checkpoint!r}.')

@@ -8,6 +8,7 @@ headline figure).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -160,6 +161,11 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) ->
     with config.unlocked():
       config.eval_splits = None  # every split: the fixed-scale ones included
     datasets = pipeline.get_datasets(config)
+  if config.get('eval_split_images'):
+    n = int(config.eval_split_images)
+    datasets = dataclasses.replace(datasets, eval={
+        k: pipeline.Split(v.images[:n], v.labels[:n], v.scales[:n])
+        for k, v in datasets.eval.items()})
   eval_def, state = train_lib.create_model(config, datasets.num_classes, mesh)
   state, selected = restore_selected(config, workdir, state,
                                      max(datasets.steps_per_epoch(config.batch_size), 1))

@@ -84,3 +84,36 @@ def plot_layer_panels(panels: dict, *, path: str, ncols: int = 2) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def draw_mean_curves(ax, curves: dict, *, ylabel: str, title: str, logy: bool = False) -> None:
+  """Draws {label: {factor: [values over realizations]}} as mean +- std lines on `ax`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for label, curve in curves.items():
+    xs = sorted(curve, key=float)
+    vals = [np.asarray(curve[x], np.float64) for x in xs]
+    means = [v.mean() for v in vals]
+    stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
+    ax.errorbar([float(x) for x in xs], means, yerr=stds, marker='o', capsize=3, label=label)
+  ax.set_xscale('log', base=2)
+  ax.set_xlabel('scale factor s')
+  ax.set_ylabel(ylabel)
+  if logy:
+    ax.set_yscale('log')
+  ax.set_title(title, fontsize=9)
+  ax.grid(True, which='both', alpha=0.3)
+  ax.legend(fontsize=7)
+
+
+def plot_mean_panels(panels: dict, *, path: str, ncols: int = 2) -> None:
+  """panels: {title: (curves, ylabel, logy)}; one `draw_mean_curves` panel each."""
+  n = len(panels)
+  nrows = -(-n // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4.2 * nrows), squeeze=False)
+  for ax, (title, (curves, ylabel, logy)) in zip(axes.flat, panels.items()):
+    draw_mean_curves(ax, curves, ylabel=ylabel, title=title, logy=logy)
+  for ax in list(axes.flat)[n:]:
+    ax.axis('off')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

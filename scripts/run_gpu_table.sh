@@ -96,23 +96,7 @@ export -f one_run
 if [[ "$DRY_RUN" != 1 ]]; then
   first=${MODELS%% *}
   for r in $REALIZATIONS; do
-    "$PYTHON" - "$CONFIG:$first" "$r" "$@" <<'EOF'
-import importlib.util, sys
-from scalenet.data import pipeline
-path, _, arg = sys.argv[1].partition(':')
-spec = importlib.util.spec_from_file_location('run_config', path)
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-config = module.get_config(arg or None)
-config.realization = int(sys.argv[2])
-for a in sys.argv[3:]:  # Only the overrides that choose the data.
-  key, _, value = a.removeprefix('--config.').partition('=')
-  if key in ('dataset', 'data_source', 'data_dir', 'generator', 'input_norm'):
-    config[key] = value
-  elif key == 'image_size':
-    config[key] = int(value)
-pipeline.prepare(config, progress=False)
-EOF
+    "$PYTHON" scripts/_prepare_data.py "$CONFIG:$first" "$r" "$@"
   done
 fi
 

@@ -1,0 +1,157 @@
+"""The study's report (scalenet.study), its run script, and its scale-CIFAR-10 setting."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import resnet50_scale_cifar10
+from scalenet import config as config_lib, evaluate, models, study, train
+from scalenet.data import pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'scripts', 'run_study.sh')
+FACTORS = ('0.2500', '0.5000', '0.9091', '2.0000')
+
+
+def _write_run(path, *, test_acc, delta_logits, layers=('block0.conv', 'block0', 'logits'),
+               model='cnn', params=1000):
+  """A run directory as scripts/run_study.sh leaves it (eval/results.json, config.json, times)."""
+  os.makedirs(os.path.join(path, 'eval'))
+  scale = {'0.3333': test_acc - 0.2, '0.5000': test_acc - 0.05, '1.0000': test_acc,
+           '2.0000': test_acc - 0.5}
+  # Delta grows with the change: factor 0.25 largest, 0.9091 smallest.
+  grow = {'0.2500': 3.0, '0.5000': 1.0, '0.9091': 0.2, '2.0000': 2.0}
+  results = {
+      'model_name': model, 'params': params, 'test_accuracy': test_acc,
+      'accuracy_by_split': {'test': test_acc}, 'accuracy_vs_scale': scale,
+      'data': {'dataset': 'scale_mnist', 'data_source': 'x', 'generator': 'reference',
+               'rescale': {}, 'input_norm': 'reference', 'split_sizes': {'train': 10}},
+      'equivariance': {'num_images': 8, 'actions': {l: 'spatial' for l in layers},
+                       'layerwise': {f: {l: delta_logits * g for l in layers}
+                                     for f, g in grow.items()}}}
+  with open(os.path.join(path, 'eval', 'results.json'), 'w') as f:
+    json.dump(results, f)
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump({'num_epochs': 3, 'batch_size': 128, 'learning_rate': 0.01,
+               'lr_decay_factor': 0.1, 'lr_decay_epochs': [1, 2]}, f)
+  with open(os.path.join(path, 'train_seconds'), 'w') as f:
+    f.write('60\n30\n')  # two sessions
+  with open(os.path.join(path, 'metrics.jsonl'), 'w') as f:
+    for rate in (10.0, 1280.0, 1280.0):  # the first log includes the compile
+      f.write(json.dumps({'step': 1, 'train/examples_per_s': rate}) + '\n')
+
+
+def test_verdicts_need_separated_intervals():
+  assert study.verdict(True, [0.9, 0.91], [0.8, 0.81]) == 'confirmed'
+  assert study.verdict(False, [0.9, 0.91], [0.8, 0.81]) == 'refuted'
+  assert study.verdict(True, [0.9, 0.7], [0.8, 0.81]) == 'inconclusive'
+  assert study.compare([1.0], []) == ('not measured', '-')
+  assert study.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
+
+
+def test_report_collects_runs_and_answers_the_claims(tmp_path):
+  root, runs, out = tmp_path / 'runs', tmp_path / 'copied', tmp_path / 'report'
+  out.mkdir()
+  for k, (cnn_acc, dcn_acc) in enumerate(((0.90, 0.95), (0.91, 0.96))):
+    _write_run(root / 'A' / 'cnn' / f'r{k}', test_acc=cnn_acc, delta_logits=0.5)
+    _write_run(root / 'A' / 'dcn' / f'r{k}', test_acc=dcn_acc, delta_logits=0.25)
+    _write_run(root / 'A' / 'dss_v1' / f'r{k}', test_acc=0.97, delta_logits=0.1)
+    _write_run(root / 'C' / 'dss_v2' / f'r{k}', test_acc=0.97 + 0.001 * k, delta_logits=0.1)
+    (root / 'C' / 'dss_v1').mkdir(parents=True, exist_ok=True)
+    os.symlink(f'../../A/dss_v1/r{k}', root / 'C' / 'dss_v1' / f'r{k}')
+  os.makedirs(root / 'A' / 'sscnn' / 'r0')  # started, never evaluated: not collected
+  with open(root / 'A' / 'sscnn' / 'r0' / 'config.json', 'w') as f:
+    f.write('{}')
+  assert study.collect(str(root), str(runs)) == 8
+  assert (runs / 'C' / 'dss_v1' / 'r0' / 'SAME_AS').read_text().strip() == 'A/dss_v1/r0'
+  assert not (runs / 'A' / 'sscnn').exists()
+  assert not any(p.name == 'checkpoints' for p in runs.rglob('*'))
+  text = study.render(str(runs), str(out / 'study.md'))
+  assert (out / 'study_A.png').stat().st_size > 0
+  assert 'A sscnn' in text.split('**Not run yet**')[1].split('\n')[0]
+  claim_i = text.split('### Claim (i)')[1].split('###')[0]
+  assert 'dcn 95.5 ± 0.71 (n=2) % vs cnn 90.5 ± 0.71 (n=2) %: confirmed' in claim_i
+  assert 'Delta(1/2) at logits: dcn 0.25 ± 0 (n=2) vs cnn 0.5 ± 0 (n=2): confirmed' in claim_i
+  assert 'Verdict: confirmed.' in text.split('### Claim (ii)')[1].split('###')[0]
+  # C's dss_v1 is A's run, read through SAME_AS; v2 and v1 overlap.
+  claim_v = text.split('### Claim (v)')[1].split('##')[0]
+  assert 'dss_v2 97.05 ± 0.071 (n=2) % vs dss_v1 97 ± 0 (n=2) %: inconclusive' in claim_v
+  # Times: seconds summed over sessions; step time from the logged rate.
+  assert '| cnn | 100 | 3 | 1.5 | - | 2 |' in text
+
+
+def _dry_run(root, *args, **env):
+  env = {**os.environ, 'ROOT': str(root), 'PYTHON': sys.executable, 'DATA_SOURCE': 'mnist_5k',
+         **env}
+  return subprocess.run(['bash', SCRIPT, '--dry-run', *args], env=env, capture_output=True,
+                        text=True, timeout=60)
+
+
+def test_run_script_plans_every_experiment_once(tmp_path):
+  proc = _dry_run(tmp_path, '--config.batch_size=64', EPOCHS='6', REALIZATIONS='0 1')
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.splitlines()
+  assert 'data mnist_5k, 6 epochs, realizations 0 1' in lines[0]
+  train = [l for l in lines if ' train.py ' in l]
+  # A: 6 models, C: 5 (its dss_v1 is A's run), 2 realizations each.
+  assert len(train) == 22
+  assert not any('/C/dss_v1/' in l for l in train)
+  for l in train:
+    assert '--config.lr_decay_epochs=\\(2\\,\\ 4\\)' in l and '--config.batch_size=64' in l
+    assert '--config.generator=reference' in l and '--config.data_source=mnist_5k' in l
+  sweeps = [l for l in lines if ' sweep.py ' in l]
+  assert len(sweeps) == 3  # dss_v1 r0, r1; deform_dss r0
+  assert sum('sweep_dss_mnist.py:deform_dss' in l for l in sweeps) == 1
+  assert 'scalenet.study' in lines[-1]
+  assert not os.listdir(tmp_path)  # a dry run creates nothing
+
+
+def test_run_script_refuses_bad_settings(tmp_path):
+  assert _dry_run(tmp_path, DATA_SOURCE=str(tmp_path / 'nope')).returncode == 2
+  assert _dry_run(tmp_path, EXPERIMENTS='A D').returncode == 2
+  assert _dry_run(tmp_path, EPOCHS='0').returncode == 2
+  only = _dry_run(tmp_path, MODELS='cnn', EXPERIMENTS='A', REALIZATIONS='0')
+  assert sum(' train.py ' in l for l in only.stdout.splitlines()) == 1
+
+
+def _write_fake_cifar(root, n_train=20, n_test=20):
+  """CIFAR-10 binary batches: one label byte then 3072 pixel bytes per record."""
+  rng = np.random.default_rng(0)
+  os.makedirs(root)
+  names = [f'data_batch_{i}.bin' for i in range(1, 6)] + ['test_batch.bin']
+  for i, name in enumerate(names):
+    n = n_test if name.startswith('test') else n_train
+    records = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))],
+                             axis=1).astype(np.uint8)
+    (root / name).write_bytes(records.tobytes())
+
+
+def test_scale_cifar10_config_runs_on_cifar_files(tmp_path):
+  # The study's section 4.1 setting: the config trains and evaluates given the
+  # CIFAR-10 files (here a tiny fake set), with the ResNet shrunk (':tiny').
+  _write_fake_cifar(tmp_path / 'cifar')
+  config = resnet50_scale_cifar10.get_config('tiny')
+  config.data_source, config.data_dir = str(tmp_path / 'cifar'), str(tmp_path / 'tfds')
+  config.progress_bar, config.halt_after_steps = False, 2
+  config_lib.validate(config)
+  train.train_and_evaluate(config, str(tmp_path / 'run'))
+  res = evaluate.evaluate(config, str(tmp_path / 'run'))
+  assert res['data']['image_shape'] == [32, 32, 3] and res['step'] == 2
+  assert set(res['accuracy_by_split']) >= {'test', 'test_s0500'}
+  # The full config reads the same files and its ResNet-50 takes their images.
+  full = resnet50_scale_cifar10.get_config()
+  full.data_source, full.data_dir = config.data_source, config.data_dir
+  config_lib.validate(full)
+  data = pipeline.get_datasets(full, progress=False)
+  model = nnx.eval_shape(lambda: models.get_model(full.model_name, rngs=nnx.Rngs(0),
+                                                  **full.model))
+  out = nnx.eval_shape(lambda m, x: m(x), model,
+                       jax.ShapeDtypeStruct((2, *data.image_shape), jnp.float32))
+  assert out.shape == (2, 10)
