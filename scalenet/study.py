@@ -159,7 +159,12 @@ def compare(a, b) -> tuple[str, str]:
 
 
 def verdict(holds: bool, a, b) -> str:
-  """'confirmed' / 'refuted' when the intervals separate, else 'inconclusive'."""
+  """'confirmed' / 'refuted' when the intervals separate, else 'inconclusive'.
+
+  Needs n >= 2 on both sides: one realization has no spread to compare.
+  """
+  if min(stats(a)[2], stats(b)[2]) < 2:
+    return 'inconclusive (n < 2)'
   order, overlap = compare(a, b)
   if overlap != 'intervals do not overlap':
     return 'inconclusive'
@@ -249,7 +254,7 @@ def time_table(groups: dict) -> list[str]:
 def claim_ii(groups: dict) -> tuple[str, list[str]]:
   """Delta grows with the scale change: per model and layer, Delta at the largest
   shrinking it was measured at against Delta at the smallest."""
-  lines, holds, any_sep = [], [], False
+  lines, holds = [], []
   for name, runs in groups.items():
     if not runs:
       continue
@@ -261,8 +266,7 @@ def claim_ii(groups: dict) -> tuple[str, list[str]]:
       a, b = delta(runs, large, layer), delta(runs, small, layer)
       v = verdict(stats(a)[0] > stats(b)[0], a, b)
       holds.append(v)
-      any_sep |= v != 'inconclusive'
-      lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
+          lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
                    f'Delta(s={float(small):.3g}) {fmt(b, 3)}: {v}.')
   if not holds:
     return 'inconclusive (not measured)', lines
@@ -270,8 +274,9 @@ def claim_ii(groups: dict) -> tuple[str, list[str]]:
     return 'confirmed', lines
   if all(v == 'refuted' for v in holds):
     return 'refuted', lines
-  return ('partly: ' + ', '.join(f'{holds.count(k)} {k}' for k in
-                                 ('confirmed', 'refuted', 'inconclusive') if holds.count(k))), lines
+  counts = {k: sum(v.startswith(k) for v in holds) for k in ('confirmed', 'refuted',
+                                                               'inconclusive')}
+  return 'partly: ' + ', '.join(f'{n} {k}' for k, n in counts.items() if n), lines
 
 
 def depth_lines(groups: dict) -> list[str]:

@@ -52,6 +52,7 @@ def test_verdicts_need_separated_intervals():
   assert study.verdict(True, [0.9, 0.91], [0.8, 0.81]) == 'confirmed'
   assert study.verdict(False, [0.9, 0.91], [0.8, 0.81]) == 'refuted'
   assert study.verdict(True, [0.9, 0.7], [0.8, 0.81]) == 'inconclusive'
+  assert study.verdict(True, [0.9], [0.8, 0.81]) == 'inconclusive (n < 2)'
   assert study.compare([1.0], []) == ('not measured', '-')
   assert study.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
 
