@@ -266,7 +266,7 @@ def claim_ii(groups: dict) -> tuple[str, list[str]]:
       a, b = delta(runs, large, layer), delta(runs, small, layer)
       v = verdict(stats(a)[0] > stats(b)[0], a, b)
       holds.append(v)
-          lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
+      lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
                    f'Delta(s={float(small):.3g}) {fmt(b, 3)}: {v}.')
   if not holds:
     return 'inconclusive (not measured)', lines
