@@ -177,16 +177,26 @@ def split_model_name(name: str, image_size=None) -> tuple[str, int]:
   return name, int(NATIVE_SIZE.get(name) or image_size or SIZES[0])
 
 
+def _seconds(path: str):
+  """The sum of the lines of a time file (one per session), or None if absent."""
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return sum(float(line) for line in f if line.strip())
+
+
 def load_runs(root: str) -> list[dict]:
   """Every evaluated run under `root`, as the reproduction script lays them out.
 
   Layout: <root>/<model>/<setting>/r<k>/eval/results.json, with setting in
   SETTINGS ('plus': trained with the '+' random rescaling); the older
-  <root>/<model>/r<k>/ counts as 'plain'. A file `train_seconds` in the run
-  directory (one line per session) gives the training time.
+  <root>/<model>/r<k>/ counts as 'plain'. Files `train_seconds` and
+  `eval_seconds` in the run directory (one line per session) give the
+  times; its `config.json`, where kept, the number of epochs.
 
   Returns:
-    [{'model', 'setting', 'realization', 'results', 'train_seconds', 'dir'}].
+    [{'model', 'setting', 'realization', 'results', 'train_seconds',
+      'eval_seconds', 'epochs', 'dir'}].
 
   Raises:
     FileNotFoundError: no evaluated run under `root`.
@@ -204,28 +214,34 @@ def load_runs(root: str) -> list[dict]:
       parent = os.path.dirname(parent)
     with open(path) as f:
       res = json.load(f)
-    seconds = None
-    timing = os.path.join(run_dir, 'train_seconds')
-    if os.path.exists(timing):
-      with open(timing) as f:
-        seconds = sum(float(line) for line in f if line.strip())
+    epochs = None
+    if os.path.exists(os.path.join(run_dir, 'config.json')):
+      with open(os.path.join(run_dir, 'config.json')) as f:
+        epochs = json.load(f).get('num_epochs')
     runs.append({'model': res.get('model_name') or os.path.basename(parent),
                  'setting': setting, 'realization': os.path.basename(run_dir),
-                 'results': res, 'train_seconds': seconds, 'dir': run_dir})
+                 'results': res, 'dir': run_dir, 'epochs': epochs,
+                 'train_seconds': _seconds(os.path.join(run_dir, 'train_seconds')),
+                 'eval_seconds': _seconds(os.path.join(run_dir, 'eval_seconds'))})
   if not runs:
     raise FileNotFoundError(f'no evaluated runs (<model>/[plain|plus/]r<k>/eval/results.json) '
                             f'under {root!r}.')
   return runs
 
 
-def _mean_std(values) -> str:
-  """'2.56 ± 0.04 (n=6)': mean and sample std (ddof=1) over realizations."""
+def _mean_std(values, epochs=()) -> str:
+  """'2.56 ± 0.04 (n=6, 60 ep)': mean and sample std (ddof=1) over realizations.
+
+  `epochs`: the runs' numbers of epochs, where known (several: all listed).
+  """
   if not values:
     return MISSING
   v = np.asarray(values, np.float64)
+  known = sorted({int(e) for e in epochs if e is not None})
+  ep = f", {'/'.join(map(str, known))} ep" if known else ''
   if len(v) == 1:
-    return f'{v[0]:.2f} (n=1)'
-  return f'{v.mean():.2f} ± {v.std(ddof=1):.2f} (n={len(v)})'
+    return f'{v[0]:.2f} (n=1{ep})'
+  return f'{v.mean():.2f} ± {v.std(ddof=1):.2f} (n={len(v)}{ep})'
 
 
 def _image_size(results: dict):
@@ -299,7 +315,9 @@ def published_table(runs: list[dict]) -> str:
                                 if r['results'].get('params') is not None))
     reference = cells.get((fam, 28, 'plain')) or cells.get((fam, 56, 'plain')) or []
     lines.append(_row([fam, ' / '.join(f'{p:,}' for p in params) or MISSING]
-                      + [_mean_std(errors((fam,) + c)) for c in columns]
+                      + [_mean_std(errors((fam,) + c),
+                                   [r.get('epochs') for r in cells.get((fam,) + c, [])])
+                         for c in columns]
                       + _delta_cells([r['results'] for r in reference])))
   return '\n'.join(lines) + '\n'
 
@@ -314,8 +332,8 @@ def runs_table(runs: list[dict]) -> str:
   for run in runs:
     groups.setdefault((run['model'], run['setting']), []).append(run)
   sources = any('source' in run for run in runs)
-  lines = _header(['model', 'setting', 'realizations', 'step evaluated', 'train time / run']
-                  + (['from'] if sources else []))
+  lines = _header(['model', 'setting', 'realizations', 'epochs', 'step evaluated',
+                   'train time / run', 'eval time / run'] + (['from'] if sources else []))
   for (model, setting), group in sorted(groups.items()):
     group.sort(key=lambda r: r['realization'])
     steps = sorted({str(r['results'].get('step', MISSING)) for r in group})
@@ -323,12 +341,16 @@ def runs_table(runs: list[dict]) -> str:
     by_source = {}
     for r in group:
       by_source.setdefault(r.get('source', MISSING), []).append(r)
-    times = []
-    for part in by_source.values():
-      secs = [r['train_seconds'] for r in part if r['train_seconds'] is not None]
-      times.append(f'{np.mean(secs) / 60:.1f} min' if secs else MISSING)
-    row = [model, setting, ','.join(r['realization'] for r in group), ','.join(steps),
-           ', '.join(times)]
+    def minutes(key):
+      out = []
+      for part in by_source.values():
+        secs = [r[key] for r in part if r.get(key) is not None]
+        out.append(f'{np.mean(secs) / 60:.1f} min' if secs else MISSING)
+      return ', '.join(out)
+    epochs = sorted({str(r['epochs']) for r in group if r.get('epochs') is not None})
+    row = [model, setting, ','.join(r['realization'] for r in group),
+           ','.join(epochs) or MISSING, ','.join(steps), minutes('train_seconds'),
+           minutes('eval_seconds')]
     if sources:
       row.append(', '.join(f"{src} ({','.join(r['realization'] for r in part)})"
                            for src, part in by_source.items()))

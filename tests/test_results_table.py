@@ -19,12 +19,15 @@ def _results(model, err, delta=None, params=1234, step=230, data=None):
   return res
 
 
-def _write(root, model, setting, r, err, delta=None, seconds=None, **kw):
+def _write(root, model, setting, r, err, delta=None, seconds=None, epochs=None, **kw):
   run = root / model / setting / f'r{r}' if setting else root / model / f'r{r}'
   (run / 'eval').mkdir(parents=True)
   (run / 'eval' / 'results.json').write_text(json.dumps(_results(model, err, delta, **kw)))
   if seconds is not None:
     (run / 'train_seconds').write_text(f'{seconds}\n{seconds}\n')  # two sessions (a resume)
+    (run / 'eval_seconds').write_text(f'{seconds / 2}\n')
+  if epochs is not None:
+    (run / 'config.json').write_text(json.dumps({'num_epochs': epochs}))
 
 
 def test_factor_key_is_the_one_scheme():
@@ -35,8 +38,8 @@ def test_factor_key_is_the_one_scheme():
 
 
 def test_published_layout_means_stds_and_missing_cells(tmp_path):
-  _write(tmp_path, 'mnist_ses_28', 'plain', 0, 0.02, 0.1, 30)
-  _write(tmp_path, 'mnist_ses_28', 'plain', 1, 0.04, 0.3, 90)
+  _write(tmp_path, 'mnist_ses_28', 'plain', 0, 0.02, 0.1, 30, epochs=60)
+  _write(tmp_path, 'mnist_ses_28', 'plain', 1, 0.04, 0.3, 90, epochs=60)
   _write(tmp_path, 'mnist_ses_28', 'plus', 0, 0.015, 0.5)
   _write(tmp_path, 'mnist_ses_56', 'plain', 0, 0.018, 7.0)
   _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0, params=999)
@@ -45,13 +48,13 @@ def test_published_layout_means_stds_and_missing_cells(tmp_path):
   assert lines[0] == ('| model | params | 28 | 28+ | 56 | 56+ | Delta block0.conv 0.5 '
                       '| Delta block0.conv 2 | Delta logits 0.5 | Delta logits 2 |')
   # Delta columns: the plain 28x28 runs only, mean over realizations.
-  assert lines[2] == ('| mnist_ses | 1,234 | 3.00 ± 1.41 (n=2) | 1.50 (n=1) | 1.80 (n=1) | - '
+  assert lines[2] == ('| mnist_ses | 1,234 | 3.00 ± 1.41 (n=2, 60 ep) | 1.50 (n=1) | 1.80 (n=1) | - '
                       '| 0.2 | 0.4 | 0.02 | 0.6 |')
   assert lines[3] == '| dss_v1 | 1,234 | 3.50 (n=1) | - | - | - | - | - | - | - |'
   assert lines[4] == '| mnist_cnn | 999 | 5.00 (n=1) | - | - | - | 1 | 2 | 0.1 | 3 |'
   runs = '\n'.join(lines)
-  assert '| mnist_ses_28 | plain | r0,r1 | 230 | 2.0 min |' in runs
-  assert '| mnist_ses_28 | plus | r0 | 230 | - |' in runs
+  assert '| mnist_ses_28 | plain | r0,r1 | 60 | 230 | 2.0 min | 0.5 min |' in runs
+  assert '| mnist_ses_28 | plus | r0 | - | 230 | - | - |' in runs
 
 
 def test_delta_column_is_dash_unless_every_realization_has_it(tmp_path):
@@ -101,7 +104,8 @@ def test_runs_of_several_roots_form_one_table_and_say_where_they_came_from(tmp_p
   text = capsys.readouterr().out
   assert '| mnist_cnn | 1,234 | 5.00 ± 2.00 (n=3) |' in text
   # Training time per root (each run wrote two sessions).
-  assert (f"| r0,r1,r2 | 230 | 0.5 min, 10.0 min | {tmp_path / 'gpu'} (r0,r1), "
+  assert (f"| r0,r1,r2 | - | 230 | 0.5 min, 10.0 min | 0.1 min, 2.5 min | "
+          f"{tmp_path / 'gpu'} (r0,r1), "
           f"{tmp_path / 'cpu'} (r2) |") in text
 
 
