@@ -1,7 +1,12 @@
 """Layer-wise equivariance of every registered model at random initialisation.
 
   python -m scalenet.equivariance_report                       # every model, 3 seeds
-  python -m scalenet.equivariance_report --models cnn,dss_v1,sesn --seeds 5
+  python -m scalenet.equivariance_report --models cnn,dss_v1,sesn --seeds 5 --out-dir /tmp/eq
+
+Writes equivariance.md, equivariance.png and the per-model cache
+equivariance.json into --out-dir (default ./equivariance_report). The
+committed results/equivariance.md is made with
+`--out-dir results --notes results/equivariance_notes.md`.
 
 Like Fig. 2 of the SESN paper: Delta(s) of every representation of each model
 (`layerwise_equivariance`), at random initialisation, mean +- std over seeds,
@@ -122,20 +127,31 @@ def plot(results: dict, path: str, groups: dict) -> None:
   plots.plot_layer_panels(panels, path=path)
 
 
-def _load_cache(path: str, setting: dict) -> dict:
-  """Cached per-model results measured with the same setting, else {}."""
+def _read_cache(path: str) -> list[dict]:
+  """[{'setting', 'models'}, ...]: every setting measured into `path`."""
   if not os.path.exists(path):
-    return {}
+    return []
   with open(path) as f:
     saved = json.load(f)
-  return saved['models'] if saved.get('setting') == setting else {}
+  return saved['settings'] if 'settings' in saved else [saved]  # one-setting format
+
+
+def _load_cache(path: str, setting: dict) -> dict:
+  """Cached per-model results measured with the same setting, else {}."""
+  for entry in _read_cache(path):
+    if entry.get('setting') == setting:
+      return entry['models']
+  return {}
 
 
 def _save_cache(path: str, setting: dict, results: dict) -> None:
+  """Stores `results` under `setting`, keeping the other settings' results."""
+  entries = [e for e in _read_cache(path) if e.get('setting') != setting]
+  entries.append({'setting': setting, 'models': results})
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    json.dump({'setting': setting, 'models': results}, f, indent=1)
+    json.dump({'settings': entries}, f, indent=1)
   os.replace(tmp, path)  # never a half-written cache
 
 
@@ -145,15 +161,19 @@ def main(argv=None) -> None:
   parser.add_argument('--seeds', type=int, default=3)
   parser.add_argument('--num-images', type=int, default=64)
   parser.add_argument('--batch-size', type=int, default=32)
-  parser.add_argument('--out', default='results/equivariance.md')
-  parser.add_argument('--png', default='results/equivariance.png')
+  parser.add_argument('--out-dir', default='equivariance_report',
+                      help='where equivariance.md, equivariance.png and the cache '
+                           'equivariance.json go (per-model results: an interrupted or '
+                           'partial run resumes, models measured earlier are reused)')
   parser.add_argument('--notes', help='markdown file appended as the report\'s notes')
-  parser.add_argument('--cache', default='results/equivariance.json',
-                      help='per-model results kept here: an interrupted or partial run '
-                           'resumes, and models measured earlier are reused')
   parser.add_argument('--recompute', action='store_true',
                       help='measure the --models again even if cached')
   args = parser.parse_args(argv)
+  args.out = os.path.join(args.out_dir, 'equivariance.md')
+  args.png = os.path.join(args.out_dir, 'equivariance.png')
+  args.cache = os.path.join(args.out_dir, 'equivariance.json')
+  if args.notes and not os.path.exists(args.notes):
+    parser.error(f'--notes {args.notes} does not exist.')
   names = sorted(models.MODELS) if args.models == 'all' else args.models.split(',')
   unknown = sorted(set(names) - set(models.MODELS))
   if unknown:
@@ -177,7 +197,8 @@ def main(argv=None) -> None:
   header = '\n'.join([
       '# Layer-wise equivariance error at random initialisation', '',
       f'Command: `python -m scalenet.equivariance_report --models {args.models} '
-      f'--seeds {args.seeds} --num-images {args.num_images}` (models measured earlier with '
+      f'--seeds {args.seeds} --num-images {args.num_images} --out-dir {args.out_dir}'
+      + (f' --notes {args.notes}' if args.notes else '') + '` (models measured earlier with '
       f'the same setting are read from {args.cache})  ',
       f'Date: {datetime.date.today()}; machine: {platform.machine()} '
       f'{os.cpu_count()} CPU cores, jax {jax.__version__} on {jax.devices()[0].platform}; '

@@ -107,9 +107,19 @@ def test_a_factor_off_the_scale_grid_is_refused_naming_the_valid_ones():
 
 def test_make_apply_is_a_pure_jitted_function():
   model = models.get_model('cnn', rngs=nnx.Rngs(0), **TINY['cnn'])
+  model.train()
   apply, state = models.make_apply(model)
+  # The caller's model keeps training mode: make_apply has no side effect.
+  assert all(not m.use_running_average for _, m in nnx.iter_modules(model)
+             if isinstance(m, nnx.BatchNorm))
   x = _input('cnn')
-  np.testing.assert_allclose(apply(state, x), model(x), rtol=1e-5, atol=1e-5)
+  logits = apply(state, x)
+  model.eval()
+  np.testing.assert_allclose(logits, model(x), rtol=1e-5, atol=1e-5)
+  reps, _ = models.make_apply(model, 'representations')
+  assert set(reps(state, x)) == set(model.scale_actions())
+  with pytest.raises(ValueError, match='features'):
+    models.make_apply(model, 'features')
 
 
 def _even_grid_gap(features, x_scale_space, levels_exact):

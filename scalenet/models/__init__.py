@@ -108,15 +108,20 @@ def get_model(name: str, *, num_classes: int = 10, rngs: nnx.Rngs, **kwargs) -> 
 def make_apply(model: nnx.Module, method: str = '__call__'):
   """(apply, state): a jitted pure function of (state, x) and the model's state.
 
-  The model is put in inference mode (BatchNorm running statistics) first.
-  `method` may be '__call__' (logits) or 'features'.
+  `apply` runs the model in inference mode (BatchNorm running statistics,
+  no dropout) on a merged copy; `model` itself keeps its mode. `method` is
+  any method of the model taking x, e.g. '__call__' (logits) or
+  'representations' ({name: array}).
   """
-  model.eval()
+  if not callable(getattr(model, method, None)):
+    raise ValueError(f'{type(model).__name__} has no method {method!r}.')
   graphdef, state = nnx.split(model)
 
   @jax.jit
   def apply(state, x):
-    return getattr(nnx.merge(graphdef, state), method)(x)
+    copy = nnx.merge(graphdef, state)
+    copy.eval()
+    return getattr(copy, method)(x)
 
   return apply, state
 
