@@ -20,6 +20,9 @@ MODEL_KEYS = ('model_name', 'model')
 DATA_KEYS = ('dataset', 'data_source', 'realization', 'image_size', 'generator', 'rescale',
              'input_norm')
 IDENTITY_KEYS = MODEL_KEYS + DATA_KEYS
+# Keys that do not change what is trained: a resume may change them unrecorded.
+BOOKKEEPING_KEYS = ('progress_bar', 'halt_after_steps', 'log_every_steps',
+                    'checkpoint_every_steps', 'keep_checkpoints', 'data_dir', 'sweep')
 # The '+' setting of Sosnovik et al. (2020): training images rescaled by U(0.5, 2.0).
 PLUS_SCALE = (0.5, 2.0)
 

@@ -12,14 +12,19 @@ import jax
 class MetricWriter:
   """Writes scalar dicts; only process 0 writes (multi-host safe)."""
 
-  def __init__(self, workdir: str, enabled: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
+    """Opens the run's metrics; records past `resume_step` (logged by a run that
+    was killed before its next checkpoint, and replayed now) are dropped first."""
     self.enabled = enabled
     self._tb = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
       from tensorboardX import SummaryWriter
-      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      _truncate_after(path, resume_step)
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                               purge_step=resume_step + 1 if resume_step else None)
+      self._jsonl = open(path, 'a')
 
   def write(self, step: int, scalars: dict, prefix: str = '') -> None:
     if not self.enabled:
@@ -34,6 +39,33 @@ class MetricWriter:
     if self.enabled:
       self._tb.close()
       self._jsonl.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+  """Rewrites metrics.jsonl without the records of steps after `step` (atomic)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip()]
+  kept = [l for l in lines if json.loads(l).get('step', 0) <= step]
+  if len(kept) == len(lines):
+    return
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
+def first_logged_loss(workdir: str):
+  """The first training loss metrics.jsonl holds (the run's start), or None."""
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    for line in f:
+      if line.strip() and 'train/loss' in (rec := json.loads(line)):
+        return rec['train/loss']
+  return None
 
 
 class DivergenceError(FloatingPointError):
@@ -52,17 +84,17 @@ class FiniteGuard:
   `check()` fetches every step added since the last check, in one sync, and
   raises for the first bad step. The loop calls it before every save, so a
   non-finite or diverged state is never saved and the good checkpoints stay.
-  The divergence reference is the first loss this process sees (after a
-  resume, the resumed run's first loss).
+  The divergence reference is `reference` (on resume: the run's first logged
+  loss, `first_logged_loss`), else the first loss this process sees.
 
   Attributes:
     saved_step: the last step saved (named in the error).
   """
 
-  def __init__(self, saved_step: int = 0, divergence: float = DIVERGENCE):
+  def __init__(self, saved_step: int = 0, divergence: float = DIVERGENCE, reference=None):
     self.saved_step = saved_step
     self.divergence = divergence
-    self.reference = None
+    self.reference = None if reference is None else abs(float(reference))
     self._unchecked = []
 
   def add(self, step: int, metrics: dict) -> None:

@@ -233,7 +233,8 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
 def _train(config, workdir, datasets, mesh) -> dict:
   check_batch(config.batch_size, mesh)
   check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
-  checkpoint.write_config(workdir, config)  # Before the data: a mismatch fails fast.
+  checkpoint.check_not_failed(workdir)
+  changes = checkpoint.write_config(workdir, config)  # Before the data: a mismatch fails fast.
   if datasets is None:  # Training reads only the validation split of the evaluation splits.
     wanted = config.eval_splits or ['validation']
     datasets = pipeline.get_datasets(config, eval_splits=[s for s in wanted if s == 'validation']
@@ -251,7 +252,10 @@ def _train(config, workdir, datasets, mesh) -> dict:
   best_mngr = checkpoint.best_manager(workdir)
   state, start = checkpoint.restore(mngr, state)
   best = checkpoint.best_meta(best_mngr) or {'validation_accuracy': -1.0}
-  writer = metrics_lib.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  if jax.process_index() == 0:
+    checkpoint.record_changes(workdir, start, changes, config)
+  writer = metrics_lib.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                    resume_step=start)
   batches = pipeline.train_batches(
       datasets.train, config.batch_size, seed=config.seed, start_step=start,
       augment_scale=config.augment_scale,
@@ -261,7 +265,8 @@ def _train(config, workdir, datasets, mesh) -> dict:
   halt = config.halt_after_steps
   end = total_steps if halt is None else min(total_steps, halt)
   bar = _progress(total_steps, start, config.progress_bar)
-  guard = metrics_lib.FiniteGuard(saved_step=start)
+  guard = metrics_lib.FiniteGuard(
+      saved_step=start, reference=metrics_lib.first_logged_loss(workdir) if start else None)
   pending, t0, step = [], time.perf_counter(), start
   try:
     for step in range(start + 1, end + 1):
@@ -299,6 +304,12 @@ def _train(config, workdir, datasets, mesh) -> dict:
           checkpoint.save_best(best_mngr, step, state, best)
         bar.write(f'epoch {epoch}: ' + metrics_lib.format_scalars(
             {'val_acc': val['accuracy'], 'val_loss': val['loss']}) + (' (best)' * improved))
+  except FloatingPointError as e:
+    if jax.process_index() == 0:
+      path = checkpoint.write_failure(workdir, step, guard.saved_step, e)
+      e.args = (f'{e} The failure is recorded in {path}: a rerun refuses to resume '
+                'from these checkpoints until you choose (see that file).',)
+    raise
   finally:
     bar.close()
     for mg in (mngr, best_mngr):

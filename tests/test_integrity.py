@@ -129,8 +129,12 @@ def test_nan_run_keeps_its_good_checkpoints(tmp_path, data_dir, datasets):
     steps = _saved_steps_are_finite(str(tmp_path), config, datasets)
     assert steps and max(steps) < bad, (steps, bad)
     assert f'Nothing after step {max(steps)} was saved' in str(err.value)
-    # A rerun resumes the last good state (not a NaN one) and stops again. (It
-    # may get a step further: at lr 1e6, overflow is at float32's edge.)
+    # A rerun is refused until the user chooses; resuming anyway (the failure
+    # record deleted) starts from the last good state (not a NaN one) and stops
+    # again. (It may get a step further: at lr 1e6, overflow is at float32's edge.)
+    with pytest.raises(checkpoint.CheckpointError, match='FAILED.json'):
+      train.train_and_evaluate(config, str(tmp_path), datasets)
+    os.remove(tmp_path / 'FAILED.json')
     with pytest.raises(FloatingPointError, match=r'at step (\d+)') as err:
       train.train_and_evaluate(config, str(tmp_path), datasets)
     again = _saved_steps_are_finite(str(tmp_path), config, datasets)
@@ -160,6 +164,72 @@ def test_exploding_loss_is_reported_as_divergence(tmp_path, data_dir, datasets):
   config = _config(data_dir, learning_rate=1e6, log_every_steps=12, schedule='constant')
   with jax.debug_nans(False), pytest.raises(metrics.DivergenceError, match=r'diverged at step'):
     train.train_and_evaluate(config, str(tmp_path), datasets)
+
+
+def test_diverged_run_is_not_resumed_silently(tmp_path, data_dir, datasets):
+  # The issue's reproduction: lr 1e6 diverges after checkpoints were saved;
+  # a rerun at a sane rate must not quietly continue from those weights.
+  wd = str(tmp_path)
+  bad = _config(data_dir, learning_rate=1e6, schedule='constant', checkpoint_every_steps=1,
+                log_every_steps=1)
+  with jax.debug_nans(False), pytest.raises(FloatingPointError, match='FAILED.json') as err:
+    train.train_and_evaluate(bad, wd, datasets)
+  failed = json.load(open(os.path.join(wd, 'FAILED.json')))
+  assert failed['step'] >= 2 and failed['last_saved_step'] >= 1
+  assert checkpoint.has_checkpoint(wd)
+  good = _config(data_dir, halt_after_steps=failed['last_saved_step'] + 2)
+  with pytest.raises(checkpoint.CheckpointError, match='new --workdir.*delete .*FAILED.json'):
+    train.train_and_evaluate(good, wd, datasets)
+  assert failed == json.load(open(os.path.join(wd, 'FAILED.json')))  # kept for diagnosis
+  # The explicit way out: delete the record, resume; the run's first loss
+  # stays the divergence reference, and the change of rate is recorded.
+  os.remove(os.path.join(wd, 'FAILED.json'))
+  guard_refs = []
+  real_guard = metrics.FiniteGuard
+  def spy(**kw):
+    guard_refs.append(kw.get('reference'))
+    return real_guard(**kw)
+  with pytest.MonkeyPatch.context() as mp, jax.debug_nans(False):
+    mp.setattr(metrics, 'FiniteGuard', spy)
+    try:
+      train.train_and_evaluate(good, wd, datasets)
+    except FloatingPointError:
+      pass  # blown-up weights may fail again: that is the user's informed choice
+  assert guard_refs and guard_refs[0] == metrics.first_logged_loss(wd) is not None
+  history = [json.loads(l) for l in open(os.path.join(wd, 'config_history.jsonl'))]
+  assert history[0]['changed']['learning_rate'] == [1e6, good.learning_rate]
+
+
+def test_resume_records_changed_training_keys(tmp_path, data_dir, datasets):
+  wd = str(tmp_path)
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=6), wd, datasets)
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=8, learning_rate=0.5,
+                                   batch_size=16, progress_bar=True), wd, datasets)
+  history = [json.loads(l) for l in open(os.path.join(wd, 'config_history.jsonl'))]
+  assert history == [{'step': 6, 'changed': {'batch_size': [32, 16],
+                                             'learning_rate': [0.01, 0.5]}}]
+  saved = checkpoint.read_config(wd)  # the config in force from step 6 on
+  assert (saved.learning_rate, saved.batch_size) == (0.5, 16)
+  # Resuming with the same config adds nothing.
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=9, learning_rate=0.5,
+                                   batch_size=16), wd, datasets)
+  assert len(open(os.path.join(wd, 'config_history.jsonl')).readlines()) == 1
+
+
+def test_metrics_hold_each_step_once_after_a_killed_run_resumes(tmp_path, data_dir, datasets):
+  wd = str(tmp_path)
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=6, log_every_steps=2), wd,
+                           datasets)
+  with open(os.path.join(wd, 'metrics.jsonl'), 'a') as f:  # logged, then killed before a save
+    for step in (8, 10):
+      f.write(json.dumps({'step': step, 'train/loss': 9.9}) + '\n')
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=10, log_every_steps=2), wd,
+                           datasets)
+  steps = [json.loads(l)['step'] for l in open(os.path.join(wd, 'metrics.jsonl'))
+           if 'train/loss' in l]
+  assert steps == [2, 4, 6, 8, 10]
+  assert 9.9 not in [json.loads(l).get('train/loss') for l in open(os.path.join(wd,
+                                                                                'metrics.jsonl'))]
 
 
 def test_guard_names_the_first_bad_step():
