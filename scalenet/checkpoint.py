@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 
@@ -260,6 +261,17 @@ def check_not_failed(workdir: str) -> None:
 
 
 # --- Saving and restoring --------------------------------------------------
+
+class _QuietReadOnly(logging.Filter):
+  """Drops orbax's notices that a read-only manager is read-only (they read like errors)."""
+
+  def filter(self, record):
+    msg = record.getMessage()
+    return not ('read only' in msg or 'read_only=True' in msg)
+
+
+logging.getLogger('absl').addFilter(_QuietReadOnly())
+
 
 def manager(workdir: str, *, keep: int = 3, save_every: int = 1, read_only: bool = False,
             subdir: str = 'checkpoints') -> ocp.CheckpointManager:

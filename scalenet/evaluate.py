@@ -141,18 +141,37 @@ def _markdown(results: dict) -> str:
   return tables.run_markdown(results)
 
 
-def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) -> dict:
+def check_writable(out_dir: str) -> None:
+  """Raises PermissionError naming `out_dir` if results cannot be written there."""
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+    probe = os.path.join(out_dir, '.write_probe')
+    with open(probe, 'w') as f:
+      f.write('')
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(
+        f'cannot write the evaluation to {out_dir} ({type(e).__name__}: {e}); nothing was '
+        'computed. Pass another output directory (evaluate.py --out DIR).') from e
+
+
+def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
+             out_dir: str | None = None) -> dict:
   """Evaluates the run in `workdir`: its best (or selected) checkpoint, every split once.
 
   Args:
     config: None to use the run's own config.json; else a config that agrees
       with it on every model and data key (`run_config`).
-    workdir: the training workdir; results go to <workdir>/eval/.
+    workdir: the training workdir (read only).
     datasets: optional pre-loaded data (tests); by default every split.
+    out_dir: where results go (default <workdir>/eval/); checked writable
+      before anything is computed.
 
   Returns:
     The results dict written to results.json.
   """
+  out_dir = out_dir or os.path.join(workdir, 'eval')
+  check_writable(out_dir)
   config = run_config(workdir, config)
   config_lib.validate(config)
   mesh = train_lib.make_mesh()
@@ -172,9 +191,12 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) ->
   step = selected['step']
   model = nnx.merge(eval_def, state)
 
-  by_split = {name: train_lib.evaluate_split(eval_def, state, split, config.eval_batch_size,
-                                             mesh, input_norm=config.input_norm)['accuracy']
-              for name, split in datasets.eval.items()}
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  by_split = {}
+  for name, split in tqdm(datasets.eval.items(), desc='evaluating splits', unit='split',
+                          disable=not config.get('progress_bar', True)):
+    by_split[name] = train_lib.evaluate_split(eval_def, state, split, config.eval_batch_size,
+                                              mesh, input_norm=config.input_norm)['accuracy']
   base = datasets.eval.get(generate.fixed_split_name(1.0)) or datasets.eval['test']
   n = min(config.eval_num_images, len(base))
   images = base.images[:n].astype(np.float32) / 255.0
@@ -190,7 +212,7 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None) ->
       'accuracy_vs_scale': accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split),
       'equivariance': eq,
   }
-  write_outputs(results, os.path.join(workdir, 'eval'))
+  write_outputs(results, out_dir)
   return results
 
 

@@ -232,6 +232,25 @@ def test_metrics_hold_each_step_once_after_a_killed_run_resumes(tmp_path, data_d
                                                                                 'metrics.jsonl'))]
 
 
+def test_evaluation_checks_its_output_first_and_writes_where_asked(trained, datasets, tmp_path,
+                                                                   monkeypatch, caplog):
+  wd, _ = trained
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  def never(*a, **k):
+    raise AssertionError('computed before checking the output location')
+  with monkeypatch.context() as mp:
+    mp.setattr(train, 'evaluate_split', never)
+    with pytest.raises(PermissionError, match='a_file.*--out'):
+      evaluate.evaluate(None, wd, datasets, out_dir=str(blocker / 'eval'))
+  before = set(os.listdir(wd))
+  with caplog.at_level('WARNING'):
+    res = evaluate.evaluate(None, wd, datasets, out_dir=str(tmp_path / 'elsewhere'))
+  assert (tmp_path / 'elsewhere' / 'results.json').exists() and res['step'] > 0
+  assert set(os.listdir(wd)) <= before | {'eval'}  # the run's files untouched
+  assert not any('read only' in r.getMessage() for r in caplog.records)
+
+
 def test_guard_names_the_first_bad_step():
   guard = metrics.FiniteGuard(saved_step=4)
   for step, loss, finite in [(5, 2.3, 1.0), (6, 2.0, 1.0), (7, 1.5, 0.0), (8, np.nan, 0.0)]:
