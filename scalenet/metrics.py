@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,7 +16,7 @@ class MetricWriter:
   def __init__(self, workdir: str, enabled: bool = True, resume_step: int = 0):
     """Opens the run's metrics; records past `resume_step` (logged by a run that
     was killed before its next checkpoint, and replayed now) are dropped first."""
-    self.enabled = enabled
+    self.enabled, self.workdir = enabled, workdir
     self._tb = None
     if enabled:
       os.makedirs(workdir, exist_ok=True)
@@ -27,13 +28,21 @@ class MetricWriter:
       self._jsonl = open(path, 'a')
 
   def write(self, step: int, scalars: dict, prefix: str = '') -> None:
+    """Writes one record. Raises OSError naming the workdir when its disk is full."""
     if not self.enabled:
       return
     scalars = {f'{prefix}{k}': float(v) for k, v in scalars.items()}
-    for k, v in scalars.items():
-      self._tb.add_scalar(k, v, step)
-    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
-    self._jsonl.flush()
+    try:
+      for k, v in scalars.items():
+        self._tb.add_scalar(k, v, step)
+      self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+      self._jsonl.flush()
+    except OSError as e:
+      if e.errno != errno.ENOSPC:
+        raise
+      raise OSError(errno.ENOSPC, f'no space left on the disk of {self.workdir} while writing '
+                    f'the metrics of step {step}: free some space and run the same command '
+                    'again; it resumes from the latest checkpoint.') from e
 
   def close(self):
     if self.enabled:

@@ -70,6 +70,26 @@ def test_stored_splits_are_the_generators_arrays(mnist5k):
                                 generate.rescale_images(x, f, chunk=1024))
 
 
+@pytest.mark.parametrize('damage', ['truncate', 'flip'])
+def test_corrupt_prepared_data_names_the_files_and_the_fix(tmp_path, damage):
+  from configs import cnn_mnist
+  config = cnn_mnist.get_config('tiny')
+  config.data_dir, config.progress_bar = str(tmp_path), False
+  pipeline.prepare(config, progress=False)
+  [path] = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs
+            if 'test_s0500.array_record' in f]
+  raw = bytearray(open(path, 'rb').read())
+  if damage == 'truncate':
+    raw = raw[:len(raw) // 2]
+  else:
+    for i in range(len(raw) // 3, len(raw) // 3 + 64):
+      raw[i] ^= 0xFF
+  open(path, 'wb').write(bytes(raw))
+  with pytest.raises(data.DataError, match=r"test_s0500.*corrupt or truncated\. Delete .*reference|test_s0500.*Delete") as err:
+    pipeline.get_datasets(config, progress=False, eval_splits=['test_s0500'])
+  assert os.path.dirname(path) in str(err.value)
+
+
 def test_pooled_splits_are_disjoint_permutations():
   n = 100
   images = np.zeros((n, 8, 8, 1), np.uint8)

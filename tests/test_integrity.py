@@ -251,6 +251,20 @@ def test_evaluation_checks_its_output_first_and_writes_where_asked(trained, data
   assert not any('read only' in r.getMessage() for r in caplog.records)
 
 
+def test_full_disk_is_named_with_the_way_out(tmp_path):
+  import errno
+  writer = metrics.MetricWriter(str(tmp_path))
+  def full(*a, **k):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  writer._tb.add_scalar = full
+  with pytest.raises(OSError, match=f'no space left on the disk of {tmp_path}.*step 7.*resumes'):
+    writer.write(7, {'loss': 1.0})
+  writer._tb.add_scalar = lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, 'io'))
+  with pytest.raises(OSError, match='io'):  # other errors pass through unchanged
+    writer.write(8, {'loss': 1.0})
+  writer.close()
+
+
 def test_guard_names_the_first_bad_step():
   guard = metrics.FiniteGuard(saved_step=4)
   for step, loss, finite in [(5, 2.3, 1.0), (6, 2.0, 1.0), (7, 1.5, 0.0), (8, np.nan, 0.0)]:

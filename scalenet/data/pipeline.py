@@ -142,8 +142,26 @@ def _tfds_progress(enabled: bool):
     tqdm_utils.display_progress_bar(was)
 
 
+def _corrupt(path: str, what: str, e: Exception) -> builders.readers.DataError:
+  return builders.readers.DataError(
+      f'{what} in {path} cannot be read ({type(e).__name__}: {e}); the prepared files are '
+      f'corrupt or truncated. Delete {path} and run again: it is rebuilt from the source.')
+
+
+_CORRUPT_SIGNS = ('riegeli', 'corrupt', 'truncat', 'checksum', 'unexpected end', 'crc')
+
+
+def _is_corrupt(e: Exception) -> bool:
+  return any(sign in str(e).lower() for sign in _CORRUPT_SIGNS)
+
+
 def prepare(config, progress: bool = True):
-  """Builds (if needed) and opens the data set `config.dataset` -> tfds data sources."""
+  """Builds (if needed) and opens the data set `config.dataset` -> tfds data sources.
+
+  Raises:
+    DataError: prepared files that cannot be read, naming their directory
+      and how to rebuild them.
+  """
   builder = builders.make_builder(config.dataset, source=config.get('data_source'),
                                   realization=config.get('realization', 0),
                                   size=config.get('image_size'),
@@ -151,7 +169,38 @@ def prepare(config, progress: bool = True):
                                   data_dir=config.data_dir)
   with _tfds_progress(progress):
     builder.download_and_prepare()
-  return builder.as_data_source()
+  try:
+    sources = builder.as_data_source()
+  except (RuntimeError, OSError, ValueError) as e:
+    if _is_corrupt(e):
+      raise _corrupt(str(builder.data_path), 'the prepared data', e) from e
+    raise
+  return {name: _Checked(src, str(builder.data_path), name) for name, src in sources.items()}
+
+
+class _Checked:
+  """A tfds data source whose read errors from corrupt files name the files and the fix."""
+
+  def __init__(self, source, path: str, split: str):
+    self._source, self._path, self._split = source, path, split
+
+  def __len__(self):
+    return len(self._source)
+
+  def _guard(self, fn, *args):
+    try:
+      return fn(*args)
+    except (RuntimeError, OSError, ValueError) as e:
+      if _is_corrupt(e):
+        raise _corrupt(self._path, f'split {self._split!r}', e) from e
+      raise
+
+  def __getitem__(self, i):
+    return self._guard(self._source.__getitem__, i)
+
+  def __getitems__(self, idx):
+    get = getattr(self._source, '__getitems__', lambda ids: [self._source[i] for i in ids])
+    return self._guard(get, idx)
 
 
 def get_datasets(config, progress: bool | None = None, eval_splits=None) -> Datasets:
