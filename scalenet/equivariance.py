@@ -118,22 +118,23 @@ def equivariance_curve(fn, x, factors: Iterable[float], *, out_transform=None,
                                             rescale_fn=rescale_fn)) for s in factors])
 
 
+@jax.jit(static_argnums=(0, 3))
+def _eval_representations(graphdef, state, x, preprocess):
+  m = nnx.merge(graphdef, state)
+  m.eval()
+  return m.representations(x if preprocess is None else preprocess(x))
+
+
 def representation_fn(model: nnx.Module, preprocess=None):
   """A jitted pure x -> model.representations(preprocess(x)), in inference mode.
 
   The model is split and merged, so switching the copy to eval mode leaves
-  the caller's model (and its BatchNorm statistics) untouched. Build it once
-  and pass it to `layerwise_terms` to evaluate many factors with one compile.
+  the caller's model (and its BatchNorm statistics) untouched. One compiled
+  program per (model structure, input shape, preprocess): calls on the same
+  model and shapes, from here or from `layerwise_equivariance`, compile once.
   """
   graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def fn(state, x):
-    m = nnx.merge(graphdef, state)
-    m.eval()
-    return m.representations(x if preprocess is None else preprocess(x))
-
-  return lambda x: fn(state, x)
+  return lambda x: _eval_representations(graphdef, state, x, preprocess)
 
 
 def _off_grid(actions: dict, factor) -> dict:
@@ -224,6 +225,33 @@ def layerwise_equivariance(model: nnx.Module, x, factor, *, reduction: str = 'me
   terms, _ = layerwise_terms(model, x, factor, rescale_fn=rescale_fn, batch_size=batch_size,
                              preprocess=preprocess)
   return {name: float(reduce_terms(num, den, reduction)) for name, (num, den) in terms.items()}
+
+
+def layerwise_deltas(model: nnx.Module, x, factor, *, reduction: str = 'mean',
+                     rescale_fn=transforms.DEFAULT, preprocess=None) -> dict[str, jax.Array]:
+  """Delta(s) of every representation as arrays: jittable and differentiable.
+
+  For an equivariance penalty in a loss (`nnx.grad`, `nnx.jit`): the model
+  runs as it is (in train mode, BatchNorm uses batch statistics), on the
+  whole batch at once. `factor` must be a Python number (it picks the level
+  shift of scale-space representations); a representation it cannot act on
+  exactly raises FactorError. Same Delta as `layerwise_equivariance` for a
+  model in eval mode.
+
+  Returns:
+    {name: scalar float32 array}, in the model's order.
+  """
+  _check_reduction(reduction)
+  actions = model.scale_actions()
+  transforms.check_factor(factor)
+  off_grid = _off_grid(actions, factor)
+  if off_grid:
+    raise reps.FactorError(next(iter(off_grid.values())))
+  pre = (lambda v: v) if preprocess is None else preprocess
+  y = model.representations(pre(x))
+  lhs = model.representations(pre(rescale_fn(x, factor)))
+  return {name: reduce_terms(*_squared_norms(*transforms.output_transform(a, rescale_fn)(
+      lhs[name], y[name], factor)), reduction) for name, a in actions.items()}
 
 
 def layerwise_curves(model: nnx.Module, x, factors: Iterable[float], *,

@@ -140,3 +140,45 @@ def test_an_all_zero_reference_gives_nan_not_a_huge_number():
     for r in ('mean', 'pooled'):
       assert np.isnan(float(equivariance_error(lambda v: v, _smooth_images(), 0.5,
                                                out_transform=out_transform, reduction=r)))
+
+
+# --- Layer-wise Delta for training and for repeated calls. ---
+
+def _tiny_dss():
+  from flax import nnx
+  from scalenet import models
+  return models.get_model('dss_v1', rngs=nnx.Rngs(0), channels=(4, 8), num_scales=3)
+
+
+def test_layerwise_deltas_are_arrays_equal_to_the_measurement_and_differentiable():
+  from flax import nnx
+  from scalenet import equivariance, representations
+  model = _tiny_dss()
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  model.eval()
+  arrays = equivariance.layerwise_deltas(model, x, 0.5)
+  floats = equivariance.layerwise_equivariance(model, x, 0.5)
+  assert list(arrays) == list(floats)
+  for name in floats:
+    assert isinstance(arrays[name], jax.Array) and arrays[name].shape == ()
+    np.testing.assert_allclose(float(arrays[name]), floats[name], rtol=1e-4, atol=1e-7)
+  # A penalty in a training loss: jitted, differentiated in train mode.
+  model.train()
+  penalty = lambda m: sum(equivariance.layerwise_deltas(m, x, 0.5).values())
+  grads = nnx.jit(nnx.grad(penalty))(model)
+  leaves = jax.tree.leaves(grads)
+  assert all(np.all(np.isfinite(g)) for g in leaves)
+  assert max(float(jnp.abs(g).max()) for g in leaves) > 0
+  with pytest.raises(representations.FactorError):
+    equivariance.layerwise_deltas(model, x, 0.7)
+
+
+def test_repeated_layerwise_calls_on_one_model_compile_once():
+  from scalenet import equivariance
+  model = _tiny_dss()
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  equivariance.layerwise_equivariance(model, x, 0.5)
+  compiled = equivariance._eval_representations._cache_size()
+  equivariance.layerwise_equivariance(model, x, 0.5)
+  equivariance.layerwise_equivariance(model, x, 2.0)
+  assert equivariance._eval_representations._cache_size() == compiled
