@@ -1,0 +1,280 @@
+"""Equivariance error: how far fn commutes with the rescale operator L_s.
+
+  Delta(s) = mean_images ||fn(L_s x) - L'_s fn(x)||^2 / ||L'_s fn(x)||^2
+
+(reduction='mean', the default; 'pooled' takes both norms over the whole
+batch, a ratio of sums that stays moderate when one image's reference is all
+but zero). L_s is the project's rescale operator (`transforms.rescale`, or
+the run's `RescaleSpec`); L'_s is how the scale group acts on fn's output
+(`representations.Action`): identity for vectors (invariance), a spatial
+rescale for maps, a rescale plus a shift of the scale axis by log_r(s) levels
+for scale-space tensors (only the levels both sides share are compared).
+
+What Delta measures, and on what canvas: x is a batch of images on their own
+canvas (digits on black for scale-MNIST). L_s x shrinks or enlarges them
+about the centre on that canvas, which for digits on black is the true
+rescaled digit. Both sides are compared only where L'_s fn(x) is defined, the
+rescaled canvas when shrinking, never against a zero fill. So an exactly
+equivariant map scores ~0 (the affine `2 x + 0.5` scores < 1e-10 at s = 1/2,
+2^(-1/3), 2 on scale-MNIST digits, tests/test_equivariance.py), and what
+remains for a network is its own: the grid and kernel sizes it works at,
+pooling strides, border effects of its padding, and the levels at the end of
+its scale axis.
+
+References:
+  Sosnovik, Szmaja & Smeulders, "Scale-Equivariant Steerable Networks",
+  ICLR 2020 (Sec. 6.1: the normalised equivariance error, layer by layer).
+  Sosnovik, Moskalev & Smeulders, "DISCO: accurate Discrete Scale
+  Convolutions", BMVC 2021.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from scalenet import representations as reps
+from scalenet import transforms
+
+REDUCTIONS = ('mean', 'pooled')
+
+
+def _check_reduction(reduction: str) -> None:
+  if reduction not in REDUCTIONS:
+    raise ValueError(f'reduction must be one of {REDUCTIONS}; got {reduction!r}.')
+
+
+def _squared_norms(lhs, ref):
+  """Per image (||lhs - ref||^2, ||ref||^2): two [B] float32 arrays."""
+  lhs, ref = lhs.astype(jnp.float32), ref.astype(jnp.float32)
+  axes = tuple(range(1, ref.ndim))
+  return jnp.sum((lhs - ref) ** 2, axis=axes), jnp.sum(ref ** 2, axis=axes)
+
+
+def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
+                       *, out_transform=None, rescale_fn=transforms.DEFAULT
+                       ) -> tuple[jax.Array, jax.Array]:
+  """Per image: (||fn(L_s x) - L'_s fn(x)||^2, ||L'_s fn(x)||^2), two [B] arrays.
+
+  Concatenate over chunks of a data set, then `reduce_terms`. Arguments as
+  for `equivariance_error`.
+  """
+  y = fn(x)
+  lhs = fn(rescale_fn(x, factor))
+  if out_transform is None:
+    out_transform = transforms.output_transform(transforms.action_for_output(y), rescale_fn)
+  return _squared_norms(*out_transform(lhs, y, factor))
+
+
+def _ratio(num, den):
+  """num / den, NaN where den == 0: the relative error of an all-zero reference
+  (e.g. a 2x2 feature map rescaled by 1/3) is undefined, not 1e30."""
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.nan)
+
+
+def reduce_terms(num, den, reduction: str = 'mean'):
+  """Delta from per-image terms: mean of ratios, or ratio of sums ('pooled')."""
+  _check_reduction(reduction)
+  if reduction == 'mean':
+    return jnp.mean(_ratio(num, den))
+  return _ratio(jnp.sum(num), jnp.sum(den))
+
+
+def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor,
+                       *, out_transform=None, reduction: str = 'mean',
+                       rescale_fn=transforms.DEFAULT) -> jax.Array:
+  """Normalised equivariance error of `fn` under rescaling by `factor`.
+
+  Args:
+    fn: batched function of `x` (a layer, a model's logits).
+    x: inputs [B, H, W, C] (or [B, S, H, W, C] for scale-space layers).
+    factor: scale factor s > 0.
+    out_transform: callable (lhs, y, factor) -> (lhs', L'_s y) where
+      lhs = fn(L_s x) and y = fn(x), e.g.
+      `transforms.output_transform(representations.scale_space(r))`. Default:
+      invariance for [B, D] outputs, a spatial rescale for [B, H, W, C].
+    reduction: 'mean' (of per-image ratios) or 'pooled' (ratio of batch sums).
+    rescale_fn: L_s, (x, factor) -> x'; default `transforms.DEFAULT`.
+
+  Returns:
+    Scalar float32: the relative squared error; NaN (undefined) when the
+    reference L'_s fn(x) of an image ('mean') or of the batch ('pooled') is
+    identically zero.
+  """
+  _check_reduction(reduction)  # before the (costly) forward passes
+  num, den = equivariance_terms(fn, x, factor, out_transform=out_transform,
+                                rescale_fn=rescale_fn)
+  return reduce_terms(num, den, reduction)
+
+
+def equivariance_curve(fn, x, factors: Iterable[float], *, out_transform=None,
+                       rescale_fn=transforms.DEFAULT) -> np.ndarray:
+  """Delta(s) for each factor: a float64 numpy array, one entry per factor."""
+  return np.array([float(equivariance_error(fn, x, s, out_transform=out_transform,
+                                            rescale_fn=rescale_fn)) for s in factors])
+
+
+@jax.jit(static_argnums=(0, 3))
+def _eval_representations(graphdef, state, x, preprocess):
+  m = nnx.merge(graphdef, state)
+  m.eval()
+  return m.representations(x if preprocess is None else preprocess(x))
+
+
+def representation_fn(model: nnx.Module, preprocess=None):
+  """A jitted pure x -> model.representations(preprocess(x)), in inference mode.
+
+  The model is split and merged, so switching the copy to eval mode leaves
+  the caller's model (and its BatchNorm statistics) untouched. One compiled
+  program per (model structure, input shape, preprocess): calls on the same
+  model and shapes, from here or from `layerwise_equivariance`, compile once.
+  """
+  graphdef, state = nnx.split(model)
+  return lambda x: _eval_representations(graphdef, state, x, preprocess)
+
+
+def _off_grid(actions: dict, factor) -> dict:
+  """{name: reason} for the representations `factor` cannot act on exactly."""
+  reasons = {}
+  for name, a in actions.items():
+    if a.kind == 'scale_space':
+      try:
+        reps.level_shift(factor, a.ratio)
+      except reps.FactorError as e:
+        reasons[name] = str(e)
+  return reasons
+
+
+def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAULT,
+                    batch_size: int | None = None, fn=None, preprocess=None,
+                    skip_off_grid: bool = False) -> tuple[dict, dict]:
+  """Per-image terms of every representation, in chunks of `batch_size`.
+
+  Returns:
+    ({name: (num [N], den [N])}, {name: reason}): the second dict names the
+    representations `factor` cannot act on exactly (a scale-space tensor
+    whose ratio it is not a power of, or which it shifts past every level);
+    they are measured by nobody. Without `skip_off_grid` any such
+    representation raises FactorError instead, before any forward pass where
+    it can be known.
+
+  `fn` (from `representation_fn(model, preprocess)`) may be passed to reuse
+  one compiled function across factors. Other arguments as for
+  `layerwise_equivariance`.
+  """
+  actions = model.scale_actions()
+  transforms.check_factor(factor)
+  off_grid = _off_grid(actions, factor)
+  if off_grid and not skip_off_grid:
+    raise reps.FactorError(next(iter(off_grid.values())))
+  fn = fn or representation_fn(model, preprocess)
+  x = jnp.asarray(x)
+  batch_size = batch_size or len(x)
+  chunks = []
+  for i in range(0, len(x), batch_size):
+    xb = x[i:i + batch_size]
+    y, lhs = fn(xb), fn(rescale_fn(xb, factor))
+    if set(y) != set(actions):  # (jit returns dicts with sorted keys)
+      raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '
+                       f'scale_actions declares {sorted(actions)}.')
+    chunk = {}
+    for name, a in actions.items():
+      if name in off_grid:
+        continue
+      try:
+        pair = transforms.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
+      except reps.FactorError as e:  # shifts past every level of this representation
+        if not skip_off_grid:
+          raise
+        off_grid[name] = str(e)
+        continue
+      chunk[name] = _squared_norms(*pair)
+    chunks.append(chunk)
+  terms = {name: tuple(np.concatenate([np.asarray(c[name][k]) for c in chunks])
+                       for k in range(2))
+           for name in actions if name not in off_grid}
+  return terms, off_grid
+
+
+def layerwise_equivariance(model: nnx.Module, x, factor, *, reduction: str = 'mean',
+                           rescale_fn=transforms.DEFAULT, batch_size: int | None = None,
+                           preprocess=None) -> dict[str, float]:
+  """Delta(s) of every representation of `model`, in the model's order.
+
+  Args:
+    model: a registered model (any with `representations` and `scale_actions`);
+      evaluated in inference mode (BatchNorm running statistics), unchanged.
+    x: images [N, H, W, C] as L_s sees them (for digits: background 0).
+    factor: scale factor s; for scale-space representations an integer power
+      of their scale ratio (else ValueError naming the nearest valid factors).
+    reduction: 'mean' or 'pooled' (see `equivariance_error`).
+    rescale_fn: L_s (default `transforms.DEFAULT`; a run uses its own spec).
+    batch_size: chunk size of the forward passes (default: all at once).
+    preprocess: applied to x and L_s x before the model (e.g. the input
+      normalisation), so L_s acts on the images, not on normalised values.
+
+  Returns:
+    {'lift': ..., 'block0.conv': ..., 'block0': ..., ..., 'logits': ...}:
+    Python floats, NaN where the reference is identically zero.
+  """
+  _check_reduction(reduction)
+  terms, _ = layerwise_terms(model, x, factor, rescale_fn=rescale_fn, batch_size=batch_size,
+                             preprocess=preprocess)
+  return {name: float(reduce_terms(num, den, reduction)) for name, (num, den) in terms.items()}
+
+
+def layerwise_deltas(model: nnx.Module, x, factor, *, reduction: str = 'mean',
+                     rescale_fn=transforms.DEFAULT, preprocess=None) -> dict[str, jax.Array]:
+  """Delta(s) of every representation as arrays: jittable and differentiable.
+
+  For an equivariance penalty in a loss (`nnx.grad`, `nnx.jit`): the model
+  runs as it is (in train mode, BatchNorm uses batch statistics), on the
+  whole batch at once. `factor` must be a Python number (it picks the level
+  shift of scale-space representations); a representation it cannot act on
+  exactly raises FactorError. Same Delta as `layerwise_equivariance` for a
+  model in eval mode.
+
+  Returns:
+    {name: scalar float32 array}, in the model's order.
+  """
+  _check_reduction(reduction)
+  actions = model.scale_actions()
+  transforms.check_factor(factor)
+  off_grid = _off_grid(actions, factor)
+  if off_grid:
+    raise reps.FactorError(next(iter(off_grid.values())))
+  pre = (lambda v: v) if preprocess is None else preprocess
+  y = model.representations(pre(x))
+  lhs = model.representations(pre(rescale_fn(x, factor)))
+  return {name: reduce_terms(*_squared_norms(*transforms.output_transform(a, rescale_fn)(
+      lhs[name], y[name], factor)), reduction) for name, a in actions.items()}
+
+
+def layerwise_curves(model: nnx.Module, x, factors: Iterable[float], *,
+                     reduction: str = 'mean', rescale_fn=transforms.DEFAULT,
+                     batch_size: int | None = None, preprocess=None) -> tuple[dict, dict]:
+  """Layer-wise Delta for several factors, compiling the model once.
+
+  Every representation is measured at every factor it can take; the others
+  (a scale-space tensor whose ratio the factor is not a power of) are left
+  out, never rounded, and their reasons returned.
+
+  Returns:
+    ({factor: {name: Delta}}, {factor: {name: reason}}), in the model's order.
+  """
+  _check_reduction(reduction)
+  fn = representation_fn(model, preprocess)
+  curves, skipped = {}, {}
+  for f in factors:
+    terms, off_grid = layerwise_terms(model, x, f, rescale_fn=rescale_fn,
+                                      batch_size=batch_size, fn=fn, skip_off_grid=True)
+    if terms:
+      curves[f] = {name: float(reduce_terms(num, den, reduction))
+                   for name, (num, den) in terms.items()}
+    if off_grid:
+      skipped[f] = off_grid
+  return curves, skipped

@@ -1,0 +1,484 @@
+"""The study's report: results/study.md and its figures, from the run directories.
+
+  python -m scalenet.study workdirs/study --runs-out results/study_runs --out results/study.md
+
+Collects every run of `scripts/run_study.sh` under ROOT (<experiment>/<model>/r<k>,
+and B/<model>/r<k>/<sweep point>) into --runs-out: each run's results.json,
+config.json, metrics.jsonl and times, no checkpoints (a run that is another's,
+a symlink, becomes a SAME_AS file naming it). The report is then built from
+--runs-out alone, so every number traces to a directory under results/.
+
+Each claim of the study gets a verdict from mean +- sample std over
+realizations: 'confirmed' or 'refuted' when the mean +- std intervals of the
+two sides do not overlap, else 'inconclusive'; n is always given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+
+import numpy as np
+
+from scalenet import plots
+from scalenet.tables import factor_key
+
+FILES = ('eval/results.json', 'config.json', 'metrics.jsonl', 'train_seconds', 'eval_seconds')
+A_MODELS = ('cnn', 'dcn', 'dss_v1', 'sscnn', 'mnist_ses_vector_28', 'mnist_disco')
+C_STUDY = ('dss_v1', 'dss_v2', 'deform_dss')
+C_HARNESS = ('mnist_dss_vector_28', 'mnist_dss_v2_28', 'mnist_deform_dss_28')
+B_MODELS = ('dss_v1', 'deform_dss')
+HALF = factor_key(0.5)
+
+
+# --- Collecting runs. ---
+
+def _run_dirs(root: str):
+  """(relative path, absolute path) of every run directory under root."""
+  for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for d in list(dirnames):
+      full = os.path.join(dirpath, d)
+      if os.path.islink(full):
+        dirnames.remove(d)
+        yield os.path.relpath(full, root), full
+    if 'config.json' in filenames:
+      yield os.path.relpath(dirpath, root), dirpath
+
+
+def collect(root: str, out: str) -> int:
+  """Copies every evaluated run's record from `root` into `out`; returns how many."""
+  count = 0
+  for rel, path in _run_dirs(root):
+    dest = os.path.join(out, rel)
+    if os.path.islink(path):
+      target = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+      os.makedirs(dest, exist_ok=True)
+      with open(os.path.join(dest, 'SAME_AS'), 'w') as f:
+        f.write(target + '\n')
+      continue
+    if not os.path.exists(os.path.join(path, 'eval', 'results.json')):
+      continue
+    for name in FILES:
+      src = os.path.join(path, name)
+      if os.path.exists(src):
+        os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
+        shutil.copyfile(src, os.path.join(dest, name))
+    count += 1
+  return count
+
+
+# --- Loading them. ---
+
+def _seconds(path: str):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return float(sum(int(x) for x in f.read().split()))
+
+
+def _step_seconds(metrics_path: str, batch_size: int):
+  """Median seconds per training step, from the logged examples/s (first log left out)."""
+  if not os.path.exists(metrics_path):
+    return None
+  rates = []
+  with open(metrics_path) as f:
+    for line in f:
+      if line.strip():
+        rate = json.loads(line).get('train/examples_per_s')
+        if rate:
+          rates.append(rate)
+  rates = rates[1:] or rates  # the first includes compilation
+  return batch_size / float(np.median(rates)) if rates else None
+
+
+def load_run(runs: str, rel: str):
+  """{'results', 'config', 'train_seconds', 'eval_seconds', 'step_seconds', 'dir'} or None."""
+  path = os.path.join(runs, rel)
+  same = os.path.join(path, 'SAME_AS')
+  if os.path.exists(same):
+    with open(same) as f:
+      rel = f.read().strip()
+    path = os.path.join(runs, rel)
+  res = os.path.join(path, 'eval', 'results.json')
+  if not os.path.exists(res):
+    return None
+  with open(res) as f:
+    results = json.load(f)
+  with open(os.path.join(path, 'config.json')) as f:
+    config = json.load(f)
+  return {'results': results, 'config': config, 'dir': rel,
+          'train_seconds': _seconds(os.path.join(path, 'train_seconds')),
+          'eval_seconds': _seconds(os.path.join(path, 'eval_seconds')),
+          'step_seconds': _step_seconds(os.path.join(path, 'metrics.jsonl'),
+                                        config.get('batch_size', 128))}
+
+
+def realizations(runs: str, *parts) -> list:
+  """Every evaluated run under runs/<parts...>/r<k>, in order of k."""
+  base = os.path.join(runs, *parts)
+  if not os.path.isdir(base):
+    return []
+  out = []
+  for d in sorted(os.listdir(base)):
+    if d.startswith('r') and d[1:].isdigit():
+      run = load_run(runs, os.path.join(*parts, d))
+      if run:
+        out.append(run)
+  return out
+
+
+# --- Statistics. ---
+
+def stats(values):
+  """(mean, sample std or 0, n) of the finite values; (nan, nan, 0) if none."""
+  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
+  if not len(v):
+    return math.nan, math.nan, 0
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
+
+
+def fmt(values, digits: int = 4, pct: bool = False) -> str:
+  m, s, n = stats(values)
+  if not n:
+    return '-'
+  k = 100.0 if pct else 1.0
+  return f'{m * k:.{digits}g} ± {s * k:.2g} (n={n})'
+
+
+def compare(a, b) -> tuple[str, str]:
+  """('a > b' | 'a < b', 'overlap' | 'no overlap') of mean +- std intervals."""
+  (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
+  if not na or not nb:
+    return 'not measured', '-'
+  order = 'higher' if ma > mb else 'lower'
+  overlap = (ma - sa <= mb + sb) and (mb - sb <= ma + sa)
+  return order, 'intervals overlap' if overlap else 'intervals do not overlap'
+
+
+def verdict(holds: bool, a, b) -> str:
+  """'confirmed' / 'refuted' when the intervals separate, else 'inconclusive'.
+
+  Needs n >= 2 on both sides: one realization has no spread to compare.
+  """
+  if min(stats(a)[2], stats(b)[2]) < 2:
+    return 'inconclusive (n < 2)'
+  order, overlap = compare(a, b)
+  if overlap != 'intervals do not overlap':
+    return 'inconclusive'
+  return 'confirmed' if holds else 'refuted'
+
+
+def acc(runs, split='test'):
+  return [r['results']['accuracy_by_split'].get(split) for r in runs]
+
+
+def acc_at(runs, factor):
+  return [r['results']['accuracy_vs_scale'].get(factor_key(factor)) for r in runs]
+
+
+def delta(runs, factor_k: str, layer: str):
+  return [r['results']['equivariance']['layerwise'].get(factor_k, {}).get(layer) for r in runs]
+
+
+def last_block(runs) -> str:
+  layers = list(runs[0]['results']['equivariance']['actions'])
+  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
+  return blocks[-1]
+
+
+def factors_of(runs) -> list[str]:
+  keys = set()
+  for r in runs:
+    keys |= set(r['results']['equivariance']['layerwise'])
+  return sorted(keys, key=float)
+
+
+def scale_factors(runs) -> list[str]:
+  return sorted(runs[0]['results']['accuracy_vs_scale'], key=float)
+
+
+# --- Report sections. ---
+
+def _table(header, rows) -> list[str]:
+  return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
+          *('| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows), '']
+
+
+def accuracy_table(groups: dict) -> list[str]:
+  """Test accuracy and accuracy vs scale (%), one row per model."""
+  groups = {k: v for k, v in groups.items() if v}
+  if not groups:
+    return ['No run of these models has been evaluated yet.', '']
+  factors = scale_factors(next(iter(groups.values())))
+  header = ['model', 'params', 'test acc %'] + [f's={float(f):.3g}' for f in factors]
+  rows = [[name, runs[0]['results']['params'], fmt(acc(runs), 4, True)]
+          + [fmt(acc_at(runs, float(f)), 3, True).split(' (')[0] for f in factors]
+          for name, runs in groups.items()]
+  return _table(header, rows)
+
+
+def delta_table(groups: dict, layers=('block0.conv', 'last', 'logits')) -> list[str]:
+  """Delta(s) of a few representations at every factor each model was measured at."""
+  groups = {k: v for k, v in groups.items() if v}
+  if not groups:
+    return []
+  factors = sorted({f for runs in groups.values() for f in factors_of(runs)}, key=float)
+  rows = []
+  for name, runs in groups.items():
+    for layer in layers:
+      lname = last_block(runs) if layer == 'last' else layer
+      cells = [fmt(delta(runs, f, lname), 3).split(' (')[0] for f in factors]
+      rows.append([name, lname] + cells)
+  return _table(['model', 'representation'] + [f's={float(f):.3g}' for f in factors], rows)
+
+
+def time_table(groups: dict) -> list[str]:
+  rows = []
+  for name, runs in groups.items():
+    if not runs:
+      continue
+    step = stats([r['step_seconds'] for r in runs])[0]
+    tr = stats([r['train_seconds'] for r in runs])[0]
+    ev = stats([r['eval_seconds'] for r in runs])[0]
+    epochs = runs[0]['config'].get('num_epochs')
+    rows.append([name, f'{step * 1000:.0f}' if math.isfinite(step) else '-', epochs,
+                 f'{tr / 60:.1f}' if math.isfinite(tr) else '-',
+                 f'{ev / 60:.1f}' if math.isfinite(ev) else '-', len(runs)])
+  return _table(['model', 'ms / training step (batch 128)', 'epochs', 'train min / run',
+                 'eval min / run', 'n'], rows)
+
+
+def claim_ii(groups: dict) -> tuple[str, list[str]]:
+  """Delta grows with the scale change: per model and layer, Delta at the largest
+  shrinking it was measured at against Delta at the smallest."""
+  lines, holds = [], []
+  for name, runs in groups.items():
+    if not runs:
+      continue
+    for layer in (last_block(runs), 'logits'):
+      shrink = [f for f in factors_of(runs) if float(f) < 1 and stats(delta(runs, f, layer))[2]]
+      if len(shrink) < 2:
+        continue
+      small, large = max(shrink, key=float), min(shrink, key=float)
+      a, b = delta(runs, large, layer), delta(runs, small, layer)
+      v = verdict(stats(a)[0] > stats(b)[0], a, b)
+      holds.append(v)
+      lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
+                   f'Delta(s={float(small):.3g}) {fmt(b, 3)}: {v}.')
+  if not holds:
+    return 'inconclusive (not measured)', lines
+  if all(v == 'confirmed' for v in holds):
+    return 'confirmed', lines
+  if all(v == 'refuted' for v in holds):
+    return 'refuted', lines
+  counts = {k: sum(v.startswith(k) for v in holds) for k in ('confirmed', 'refuted',
+                                                               'inconclusive')}
+  return 'partly: ' + ', '.join(f'{n} {k}' for k, n in counts.items() if n), lines
+
+
+def depth_lines(groups: dict) -> list[str]:
+  """Where equivariance is lost: the largest rise of Delta(1/2) between consecutive representations."""
+  out = []
+  for name, runs in groups.items():
+    if not runs or HALF not in factors_of(runs):
+      continue
+    layers = list(runs[0]['results']['equivariance']['actions'])
+    means = [(l, stats(delta(runs, HALF, l))[0]) for l in layers]
+    means = [(l, m) for l, m in means if math.isfinite(m)]
+    if len(means) < 2:
+      continue
+    rises = [(b[1] - a[1], a[0], b[0]) for a, b in zip(means, means[1:])]
+    rise, frm, to = max(rises)
+    path = ' -> '.join(f'{l} {m:.3g}' for l, m in means)
+    out.append(f'- {name}: {path}. Largest rise: {frm} -> {to} (+{rise:.3g}).')
+  return out
+
+
+def _curves(groups, value_fn, factors_fn):
+  return {name: {f: [x for x in value_fn(runs, f) if x is not None] for f in factors_fn(runs)}
+          for name, runs in groups.items() if runs}
+
+
+def figures(groups: dict, path_prefix: str, title: str) -> list[str]:
+  """Accuracy vs scale and Delta vs scale (first conv, last block, logits): one PNG."""
+  groups = {k: v for k, v in groups.items() if v}
+  if not groups:
+    return []
+  panels = {f'{title}: test accuracy vs scale': (
+      _curves(groups, lambda rs, f: acc_at(rs, float(f)), scale_factors), 'accuracy', False)}
+  for layer in ('block0.conv', 'last', 'logits'):
+    curves = {}
+    for name, runs in groups.items():
+      lname = last_block(runs) if layer == 'last' else layer
+      curves[f'{name} ({lname})' if layer == 'last' else name] = {
+          f: [x for x in delta(runs, f, lname) if x is not None] for f in factors_of(runs)}
+    curves = {k: {f: v for f, v in c.items() if v} for k, c in curves.items()}
+    panels[f'{title}: Delta vs scale, {layer}'] = (curves, 'Delta', True)
+  path = path_prefix + '.png'
+  plots.plot_mean_panels(panels, path=path)
+  return [f'![{title}]({os.path.basename(path)})', '']
+
+
+# --- The report. ---
+
+def _data_line(runs: list) -> str:
+  if not runs:
+    return 'no evaluated run yet'
+  r = runs[0]['results']
+  data, cfg = r['data'], runs[0]['config']
+  files = (data.get('source_files') or {}).get('verified', 'checksums not recorded')
+  sizes = data.get('split_sizes', {})
+  return (f"{data['dataset']} from {data['data_source']} ({data.get('source_identity')}; "
+          f"{files}), generator {data['generator']}, L_s {data['rescale']}, input norm "
+          f"{data['input_norm']}; {sizes.get('train')} train images, {sizes.get('test')} "
+          f"images per test split; {cfg['num_epochs']} epochs, lr {cfg['learning_rate']} "
+          f"x{cfg['lr_decay_factor']} at {cfg['lr_decay_epochs']}, batch {cfg['batch_size']}")
+
+
+def render(runs: str, out: str) -> str:
+  """Writes the report to `out` (figures beside it) and returns its text."""
+  fig_dir = os.path.dirname(out) or '.'
+  a = {m: realizations(runs, 'A', m) for m in A_MODELS}
+  c_study = {m: realizations(runs, 'C', m) for m in C_STUDY}
+  c_harness = {m: realizations(runs, 'C', m) for m in C_HARNESS}
+  everything = [r for g in (a, c_study, c_harness) for rs in g.values() for r in rs]
+  missing = [f'{e} {m}' for e, g in (('A', a), ('C', c_study), ('C', c_harness))
+             for m, rs in g.items() if not rs]
+  lines = ['# The study: equivariance of trained CNN, DCN, DSS and SS-CNN to rescaling', '',
+           'Generated by `python -m scalenet.study` from the runs of '
+           '`scripts/run_study.sh` (copied, without checkpoints, to `results/study_runs/`).', '',
+           f'**Data and protocol** (every run): {_data_line(everything)}.', '',
+           'Verdicts compare mean ± sample std over realizations: confirmed or refuted '
+           'when the two intervals do not overlap, inconclusive when they do; n is given '
+           'with every figure. Delta is the layer-wise equivariance error on '
+           f'{everything[0]["results"]["equivariance"]["num_images"] if everything else "-"} '
+           'test images (mean of per-image ratios), at every factor that acts exactly on '
+           'the representation (a scale-space one only at powers of its ratio).', '']
+  if missing:
+    lines += ['**Not run yet** (no evaluated realization): ' + ', '.join(missing) + '.', '']
+
+  lines += ['## Experiment A: equivariance in existing models (the study\'s section 3)', '']
+  lines += accuracy_table(a) + delta_table(a) + figures(a, os.path.join(fig_dir, 'study_A'),
+                                                        'A')
+  lines += ['### Claim (i): deformable convolution beats regular convolution in accuracy '
+            'and equivariance', '']
+  if a['cnn'] and a['dcn']:
+    va = verdict(stats(acc(a['dcn']))[0] > stats(acc(a['cnn']))[0], acc(a['dcn']), acc(a['cnn']))
+    lines.append(f"- Accuracy: dcn {fmt(acc(a['dcn']), 4, True)} % vs cnn "
+                 f"{fmt(acc(a['cnn']), 4, True)} %: {va}.")
+    for layer in ('block0.conv', 'logits'):
+      d, c = delta(a['dcn'], HALF, layer), delta(a['cnn'], HALF, layer)
+      lines.append(f'- Delta(1/2) at {layer}: dcn {fmt(d, 3)} vs cnn {fmt(c, 3)}: '
+                   f'{verdict(stats(d)[0] < stats(c)[0], d, c)}.')
+  else:
+    lines.append('- Not measured yet (needs A cnn and dcn).')
+  lines += ['', '### Claim (ii): the larger the scale change, the larger the equivariance error',
+            '']
+  v2, l2 = claim_ii(a)
+  lines += [f'Verdict: {v2}.', ''] + l2 + ['']
+  lines += ['### Claim (iii): SS-CNN is the most equivariant but too costly', '']
+  measured = {m: rs for m, rs in a.items() if rs and HALF in factors_of(rs)}
+  if 'sscnn' in measured and len(measured) > 1:
+    ranking = sorted(measured, key=lambda m: stats(delta(measured[m], HALF, 'logits'))[0])
+    lines.append('- Delta(1/2) of the logits, lowest first: ' + ', '.join(
+        f"{m} {stats(delta(measured[m], HALF, 'logits'))[0]:.3g}" for m in ranking) + '.')
+    lines.append(f"- SS-CNN is {'the' if ranking[0] == 'sscnn' else 'not the'} most "
+                 f'equivariant at the logits (rank {ranking.index("sscnn") + 1} of '
+                 f'{len(ranking)}).')
+  else:
+    lines.append('- Not measured yet (needs A sscnn and another model).')
+  lines += ['', 'Cost (this machine, one run at a time):', ''] + time_table(a)
+  lines += ['### Where equivariance is lost through depth (trained, s = 1/2)', '']
+  lines += depth_lines({**a, **c_study, **c_harness}) + ['']
+
+  lines += ['## Experiment C: DSS v1 vs DSS v2 vs deformable DSS (section 4.2)', '',
+            '### At the study\'s widths', '']
+  lines += accuracy_table(c_study) + delta_table(c_study)
+  lines += figures(c_study, os.path.join(fig_dir, 'study_C_study'), 'C, study widths')
+  lines += ['### At the published table\'s ~495k parameters', '']
+  lines += accuracy_table(c_harness) + delta_table(c_harness)
+  lines += figures(c_harness, os.path.join(fig_dir, 'study_C_harness'), 'C, ~495k')
+  lines += ['### Claim (iv): the deformable DSS helps at small scale changes and hurts at '
+            'large ones', '']
+  for label, v1, dd in (('study widths', 'dss_v1', 'deform_dss'),
+                        ('~495k', 'mnist_dss_vector_28', 'mnist_deform_dss_28')):
+    g = c_study if label == 'study widths' else c_harness
+    if not (g[v1] and g[dd]):
+      lines.append(f'- {label}: not measured yet.')
+      continue
+    for f in scale_factors(g[v1]):
+      x, y = acc_at(g[dd], float(f)), acc_at(g[v1], float(f))
+      order, overlap = compare(x, y)
+      lines.append(f'- {label}, s={float(f):.3g}: {dd} {fmt(x, 4, True)} % vs {v1} '
+                   f'{fmt(y, 4, True)} %: {order}, {overlap}.')
+  lines += ['', '### Claim (v): DSS v2 underperforms DSS v1', '']
+  for label, v1, v2 in (('study widths', 'dss_v1', 'dss_v2'),
+                        ('~495k', 'mnist_dss_vector_28', 'mnist_dss_v2_28')):
+    g = c_study if label == 'study widths' else c_harness
+    if g[v1] and g[v2]:
+      x, y = acc(g[v2]), acc(g[v1])
+      lines.append(f'- {label}: {v2} {fmt(x, 4, True)} % vs {v1} {fmt(y, 4, True)} %: '
+                   f'{verdict(stats(x)[0] < stats(y)[0], x, y)}.')
+    else:
+      lines.append(f'- {label}: not measured yet.')
+
+  lines += ['', '## Experiment B: DSS hyperparameters (section 4.1)', '']
+  lines += sweep_section(runs, fig_dir)
+  text = '\n'.join(lines) + '\n'
+  with open(out, 'w') as f:
+    f.write(text)
+  return text
+
+
+def sweep_section(runs: str, fig_dir: str) -> list[str]:
+  """Per model and swept key: accuracy and Delta per value, and one figure per key."""
+  from configs import sweep_dss_mnist  # pylint: disable=g-import-not-at-top
+  from scalenet import sweep  # pylint: disable=g-import-not-at-top
+  out = []
+  for model in B_MODELS:
+    base = os.path.join(runs, 'B', model)
+    reals = sorted(d for d in os.listdir(base)) if os.path.isdir(base) else []
+    arg = 'deform_dss' if model == 'deform_dss' else None
+    points = sweep.sweep_points(sweep_dss_mnist.get_config(arg))
+    out += [f'### {model} ({len(reals)} realization(s): {", ".join(reals) or "none yet"})', '']
+    if not reals:
+      continue
+    for key in dict.fromkeys(p.key for p in points):
+      by_value = {}
+      for p in (p for p in points if p.key == key):
+        by_value[str(p.value)] = [r for r in (load_run(runs, os.path.join('B', model, k, p.run))
+                                              for k in reals) if r]
+      rows = [[v, fmt(acc(rs), 4, True), fmt(delta(rs, HALF, 'block0.conv'), 3),
+               fmt(delta(rs, HALF, 'logits'), 3)] for v, rs in by_value.items()]
+      out += [f'**{key}**', ''] + _table(['value', 'test acc %', 'Delta(1/2) block0.conv',
+                                         'Delta(1/2) logits'], rows)
+      means = [stats(acc(rs))[0] for rs in by_value.values() if rs]
+      stds = [stats(acc(rs))[1] for rs in by_value.values() if rs]
+      if len(means) > 1:
+        spread = max(means) - min(means)
+        out += [f'Effect on test accuracy: the means span {100 * spread:.2f} points '
+                f'(largest std {100 * max(stds):.2f}): '
+                f"{'matters' if spread > 2 * max(stds) else 'within the noise'}.", '']
+      groups = {f'{key}={v}': rs for v, rs in by_value.items() if rs}
+      out += figures(groups, os.path.join(fig_dir, f'study_B_{model}_{key.replace(".", "_")}'),
+                     f'B {model}, {key}')
+  return out
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('root', help='the runs of scripts/run_study.sh (its ROOT)')
+  parser.add_argument('--runs-out', default='results/study_runs',
+                      help='where the runs\' records are copied (then read from)')
+  parser.add_argument('--out', default='results/study.md')
+  args = parser.parse_args(argv)
+  n = collect(args.root, args.runs_out)
+  render(args.runs_out, args.out)
+  print(f'collected {n} run(s) into {args.runs_out}; wrote {args.out}')
+
+
+if __name__ == '__main__':
+  main()
