@@ -274,7 +274,6 @@ def _train(config, workdir, datasets, mesh) -> dict:
                             config.label_smoothing, config.input_norm)
       pending.append(m)
       guard.add(step, m)
-      bar.update(1)
       epoch, rest = divmod(step, steps_per_epoch)
       validate = ('validation' in datasets.eval and not rest
                   and epoch % config.eval_every_epochs == 0)
@@ -282,6 +281,7 @@ def _train(config, workdir, datasets, mesh) -> dict:
       save = step == end or mngr.should_save(step)
       if log or save or validate:
         guard.check()  # One host sync; raises before anything non-finite is saved.
+        bar.update(step - bar.n)  # Steps finished, not merely dispatched.
       if log:
         host = jax.device_get(pending)
         last = {k: float(np.mean([h[k] for h in host])) for k in host[0] if k != 'finite'}
@@ -310,6 +310,9 @@ def _train(config, workdir, datasets, mesh) -> dict:
       e.args = (f'{e} The failure is recorded in {path}: a rerun refuses to resume '
                 'from these checkpoints until you choose (see that file).',)
     raise
+    if end < total_steps and jax.process_index() == 0:
+      bar.write(f'halted after step {end} of {total_steps} (config.halt_after_steps={halt}); '
+                'run again without it to continue from this checkpoint.')
   finally:
     bar.close()
     for mg in (mngr, best_mngr):

@@ -265,6 +265,31 @@ def test_full_disk_is_named_with_the_way_out(tmp_path):
   writer.close()
 
 
+def test_progress_counts_finished_steps_and_says_why_it_halted(tmp_path, data_dir, datasets,
+                                                              monkeypatch, capsys):
+  class Recorder:
+    def __init__(self, total, initial, enabled):
+      self.n, self.updates, self.total = initial, [], total
+    def update(self, k):
+      self.updates.append(k)
+      self.n += k
+    def set_postfix(self, **kw):
+      pass
+    def write(self, text):
+      print(text)
+    def close(self):
+      pass
+  bars = []
+  monkeypatch.setattr(train, '_progress', lambda *a: bars.append(Recorder(*a)) or bars[-1])
+  train.train_and_evaluate(_config(data_dir, halt_after_steps=7, log_every_steps=3,
+                                   checkpoint_every_steps=100), str(tmp_path), datasets)
+  # The bar moves when the host has seen the steps finish (orbax's first save
+  # at step 1, the logs at 3 and 6, the final save at 7), never ahead of them.
+  assert bars[0].updates == [1, 2, 3, 1] and bars[0].n == 7
+  out = capsys.readouterr().out
+  assert 'halted after step 7 of 10 (config.halt_after_steps=7)' in out
+
+
 def test_guard_names_the_first_bad_step():
   guard = metrics.FiniteGuard(saved_step=4)
   for step, loss, finite in [(5, 2.3, 1.0), (6, 2.0, 1.0), (7, 1.5, 0.0), (8, np.nan, 0.0)]:
