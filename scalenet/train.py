@@ -304,15 +304,15 @@ def _train(config, workdir, datasets, mesh) -> dict:
           checkpoint.save_best(best_mngr, step, state, best)
         bar.write(f'epoch {epoch}: ' + metrics_lib.format_scalars(
             {'val_acc': val['accuracy'], 'val_loss': val['loss']}) + (' (best)' * improved))
+    if end < total_steps and jax.process_index() == 0:
+      bar.write(f'halted after step {end} of {total_steps} (config.halt_after_steps={halt}); '
+                'run again without it to continue from this checkpoint.')
   except FloatingPointError as e:
     if jax.process_index() == 0:
       path = checkpoint.write_failure(workdir, step, guard.saved_step, e)
       e.args = (f'{e} The failure is recorded in {path}: a rerun refuses to resume '
                 'from these checkpoints until you choose (see that file).',)
     raise
-    if end < total_steps and jax.process_index() == 0:
-      bar.write(f'halted after step {end} of {total_steps} (config.halt_after_steps={halt}); '
-                'run again without it to continue from this checkpoint.')
   finally:
     bar.close()
     for mg in (mngr, best_mngr):
