@@ -13,9 +13,29 @@ from flax import nnx
 from scalenet import _checks, conv, deform, pooling, scale_convolution
 
 
+def truncated_normal(key, shape) -> jax.Array:
+  """Standard normal truncated to [-2, 2], float32, drawn on the host.
+
+  A concrete key seeds numpy (rejection sampling), so building a model
+  compiles nothing: jax.random.truncated_normal compiled one program per
+  kernel shape, most of a first `get_model` (benchmarks/models_bench.py).
+  Deterministic in the key. Under tracing (nnx.eval_shape, jit) jax's own
+  sampler is used.
+  """
+  if isinstance(key, jax.core.Tracer):
+    return jax.random.truncated_normal(key, -2.0, 2.0, shape)
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+  n = int(np.prod(shape))
+  out = np.empty(0, np.float32)
+  while out.size < n:
+    draw = rng.standard_normal(2 * (n - out.size) + 16).astype(np.float32)
+    out = np.concatenate([out, draw[np.abs(draw) <= 2.0]])
+  return jnp.asarray(out[:n].reshape(shape))
+
+
 def _he(rngs, shape, fan_in):
   std = np.sqrt(2.0 / fan_in) / 0.87962566  # truncated normal correction
-  return std * jax.random.truncated_normal(rngs.params(), -2.0, 2.0, shape)
+  return std * truncated_normal(rngs.params(), shape)
 
 
 class ScaleConv(nnx.Module):
