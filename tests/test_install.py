@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -40,8 +41,14 @@ def test_gpu_requirements_pin_the_same_jax():
 
 
 def test_wheel_builds_offline_with_the_package_data(tmp_path):
+  # Built from a copy: setuptools leaves build/ and *.egg-info beside the sources.
+  src = tmp_path / 'src'
+  shutil.copytree(os.path.join(ROOT, 'scalenet'), src / 'scalenet',
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  for name in ('pyproject.toml', 'README.md'):
+    shutil.copy(os.path.join(ROOT, name), src / name)
   out = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
-                        '-q', '-w', str(tmp_path), ROOT], capture_output=True, text=True,
+                        '-q', '-w', str(tmp_path), str(src)], capture_output=True, text=True,
                        timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   [wheel] = [p for p in os.listdir(tmp_path) if p.endswith('.whl')]
