@@ -341,18 +341,15 @@ def bench_layers(args, device):
   b = args.layer_batch
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
   print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / dft / fft / '
-        f'direct with channel padding / winograd (3x3); torch; auto picks')
+        f'direct with channel padding; torch; auto picks')
   for name, h, cin, cout, k, d in LAYERS:
     x = rng.standard_normal((b, h, h, cin), np.float32)
     kern = rng.standard_normal((k, k, cin, cout), np.float32) / np.sqrt(k * k * cin)
     pick = conv.auto_method(x.shape, kern.shape, 'SAME', 1, d)
     ms = {}
     for label, method, padc in (('direct', 'direct', False), ('dft', 'dft', False),
-                                ('fft', 'fft', False), ('direct+pad', 'direct', True),
-                                ('winograd', 'winograd', False)):
+                                ('fft', 'fft', False), ('direct+pad', 'direct', True)):
       if padc and conv.padded_channels(cin) == cin and conv.padded_channels(cout) == cout:
-        continue
-      if method == 'winograd' and k != 3:
         continue
       f = lambda x, k, m=method, p=padc: conv.conv2d(x, k, padding='SAME', dilation=d,
                                                      method=m, pad_channels=p)
@@ -489,8 +486,7 @@ def main():
   parser.add_argument('--deadline-s', type=float, default=0.0,
                       help='skip the models not started this many seconds into the run')
   parser.add_argument('--paths', default='auto,direct',
-                      help="conv2d paths to time each model with: auto, direct, dft, fft, "
-                           "winograd (its 3x3 convs; auto elsewhere)")
+                      help="conv2d paths to time each model with: auto, direct, dft, fft")
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
   parser.add_argument('--only', default=','.join(SECTIONS),
                       help='sections and/or model registry names, comma-separated')

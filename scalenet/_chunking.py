@@ -1,5 +1,5 @@
 """Batch chunks that fit a cache budget: the policy shared by the ops that loop
-over their batch on CPU (`deform.deform_conv`, `winograd.conv3x3`)."""
+over their batch on CPU (`deform.deform_conv`)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 
 Every model of the published scale-MNIST table calls this function for its
 spatial convolutions, so a faster path for a layer shape changes every model
-at once. Four paths compute the same cross-correlation:
+at once. Three paths compute the same cross-correlation:
 
   * 'direct': `lax.conv_general_dilated`.
   * 'dft': the convolution theorem with the discrete Fourier transforms
@@ -26,14 +26,6 @@ at once. Four paths compute the same cross-correlation:
     XLA's FFT is no faster than the matrix products at these sizes, so
     'dft' was 2-3x faster on every measured layer (benchmarks/README.md);
     'auto' never picks it.
-  * 'winograd': 3x3 'SAME' convs at stride 1 only, Winograd's F(2x2, 3x3)
-    in cache-sized batch chunks (`scalenet.winograd`; dilation by polyphase
-    sub-images). Kept for comparison: per layer (batch 128, fwd+bwd) it ran
-    0.84-1.68x the speed of XLA:CPU's direct 3x3 conv, faster on 8 of 9
-    shapes, but no model's training step gained (dss_v1 596 vs 498 ms
-    direct): its chunk loops run one after the other, where the direct
-    convs of independent scale levels run concurrently on the two cores
-    (benchmarks/README.md). 'auto' never picks it.
 
 `method='auto'` picks one per call from the static shapes at trace time with
 a cost model (`choose_method`), not a timing: the choice must be the same in
@@ -59,25 +51,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from scalenet import _checks, winograd
+from scalenet import _checks
 
 _DN = ('NHWC', 'HWIO', 'NHWC')
-METHODS = ('auto', 'direct', 'dft', 'fft', 'winograd')
+METHODS = ('auto', 'direct', 'dft', 'fft')
 _forced = [None]  # set by `force_method`, read at trace time
 
 
 @contextlib.contextmanager
 def force_method(method: str | None):
-  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'dft'/'fft',
-  or 'winograd' wherever `winograd_fits`, the cost model's pick elsewhere).
+  """Within the block, conv2d(method='auto') traces as `method` ('direct'/'dft'/'fft').
 
   For benchmarks and tests that run whole models down one path. Clears JAX's
   compilation caches on entry and exit, so no function traced under another
   choice is reused.
   """
-  if method not in (None, 'direct', 'dft', 'fft', 'winograd'):
-    raise ValueError(f"force_method takes None, 'direct', 'dft', 'fft' or 'winograd'; "
-                     f'got {method!r}.')
+  if method not in (None, 'direct', 'dft', 'fft'):
+    raise ValueError(f"force_method takes None, 'direct', 'dft' or 'fft'; got {method!r}.")
   previous = _forced[0]
   _forced[0] = method
   jax.clear_caches()
@@ -178,14 +168,6 @@ _FFT_RATE = 5e9  # 2.5 n log2 n flops per 2-D FFT, with its transposes and crops
 # on 14 layer shapes of the zoo at batch 128 (fwd+bwd, machine loaded by a
 # training run as when the rates above were fitted): 23-37 GFLOP/s.
 _DFT_RATE = 30e9
-
-
-def winograd_fits(k_shape, pads, stride: int, dilation: int) -> bool:
-  """Whether 'winograd' computes this conv: a 3x3 kernel, stride 1, and the
-  'SAME' padding (dilation on every side)."""
-  d = dilation
-  return (tuple(k_shape[:2]) == (3, 3) and stride == 1
-          and tuple(map(tuple, pads)) == ((d, d), (d, d)))
 
 
 def cost(method: str, x_shape, k_shape, pads, stride: int, dilation: int) -> float:
@@ -504,8 +486,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     padding: 'SAME', 'VALID', an int (both sides of both axes) or lax pairs.
     stride: spatial stride.
     dilation: kernel dilation.
-    method: 'auto' (cost model, see `choose_method`), 'direct', 'dft', 'fft'
-      or 'winograd' (3x3 'SAME' at stride 1 only).
+    method: 'auto' (cost model, see `choose_method`), 'direct', 'dft' or 'fft'.
     pad_channels: zero-pad the channel axes to `padded_channels` inside the
       conv (same result); None: only where 'auto' chose the direct path on CPU.
 
@@ -513,8 +494,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     [B, H', W', Cout] in x's dtype.
 
   Raises:
-    ValueError: wrong ranks, mismatched channels, an unknown method or padding,
-      'winograd' for a conv it does not compute.
+    ValueError: wrong ranks, mismatched channels, an unknown method or padding.
   """
   _checks.check_rank(x, 4, 'conv2d input', '[B, H, W, C]')
   _checks.check_rank(kernel, 4, 'conv2d kernel', '[kh, kw, Cin, Cout]')
@@ -525,30 +505,17 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, padding='SAME', stride: int = 1,
     raise ValueError(f'conv2d method must be one of {METHODS}; got {method!r}.')
   stride = _checks.positive_int(stride, 'stride')
   dilation = _checks.positive_int(dilation, 'dilation')
-  if method == 'winograd':  # on the whole kernel: trimming may leave a 1x1 or 1x3
-    pads = resolve_padding(padding, x.shape[1:3], kernel.shape[:2], stride, dilation)
-    if not winograd_fits(kernel.shape, pads, stride, dilation):
-      raise ValueError(f"conv2d method 'winograd' computes 3x3 'SAME' convs at stride 1 "
-                       f'only; got a {kernel.shape[0]}x{kernel.shape[1]} kernel, stride '
-                       f'{stride}, padding {pads} at dilation {dilation}.')
-    return winograd.conv3x3(x, kernel.astype(x.dtype), dilation=dilation)
   taps, pads = _trimmed(x.shape, kernel.shape, padding, stride, dilation)
   (r0, kh), (c0, kw) = taps
   kernel = kernel.astype(x.dtype)[r0:r0 + kh, c0:c0 + kw]
   auto = method == 'auto'
   if auto:
-    method = _forced[0]
-    if method is None or (method == 'winograd'
-                          and not winograd_fits(kernel.shape, pads, stride, dilation)):
-      method = choose_method(x.shape, kernel.shape, pads, stride, dilation)
+    method = _forced[0] or choose_method(x.shape, kernel.shape, pads, stride, dilation)
   if pad_channels is None:
     pad_channels = auto and method == 'direct' and jax.default_backend() == 'cpu'
   cout = kernel.shape[3]
   if pad_channels:
     x, kernel = _pad_channels(x, kernel)
-  if method == 'winograd':  # forced: only where it fits after trimming
-    y = winograd.conv3x3(x, kernel, dilation=dilation)
-    return y[..., :cout] if y.shape[-1] != cout else y
   fn = {'direct': _direct, 'dft': _dft, 'fft': _fft}[method]
   y = fn(x, kernel, pads, stride, dilation)
   return y[..., :cout] if y.shape[-1] != cout else y
