@@ -304,9 +304,8 @@ def _dft_matrices(size: int, k: int, pads, out: int, stride: int, dilation: int,
 # and the kernel gradient's last transform likewise: more flops than the two
 # separable complex stages, but one large product on both cores where the
 # second separable stage is a batch of tiny ones on one (XLA:CPU runs such
-# batched products on one core: benchmarks/threads_bench.py). Per DSS layer
-# (batch 128, 7x7, fwd+bwd) 1.08-1.23x faster at 14x14 and 7x7 maps, 0.75-0.81x
-# at 28x28 (benchmarks/README.md, sixth pass).
+# batched products on one core); faster on small maps only
+# (benchmarks/README.md, sixth pass).
 _DFT_2D_MAX_PIXELS = 256
 
 
