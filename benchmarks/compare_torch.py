@@ -9,8 +9,8 @@ and every registered model):
               the ratio to a plain conv of the same shape;
   scale_conv  scale_conv vs a PyTorch loop of dilated F.conv2d calls;
   plain       a plain 3x3 conv;
-  layers      the zoo's large-kernel, 7x7 and 3x3 conv layers: conv2d's direct,
-              DFT and FFT paths (Winograd for 3x3), the path 'auto' picks, and
+  layers      the zoo's large-kernel, 7x7 and 3x3 conv layers: conv2d's direct
+              and DFT paths, the path 'auto' picks, and
               torch's F.conv2d;
   models      every model in `scalenet.models.MODELS`, or NAME for one.
 Per model: one Adam training step (batch 128) down conv2d's 'auto' choice and
@@ -336,11 +336,11 @@ LAYERS = [
 
 
 def bench_layers(args, device):
-  """fwd+bwd ms of each zoo conv layer: direct, DFT, FFT, what 'auto' picks, torch."""
+  """fwd+bwd ms of each zoo conv layer: direct, DFT, what 'auto' picks, torch."""
   rng = np.random.default_rng(0)
   b = args.layer_batch
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
-  print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / dft / fft / '
+  print(f'-- conv layers, batch {b}, fwd+bwd ms: direct / dft / '
         f'direct with channel padding; torch; auto picks')
   for name, h, cin, cout, k, d in LAYERS:
     x = rng.standard_normal((b, h, h, cin), np.float32)
@@ -348,7 +348,7 @@ def bench_layers(args, device):
     pick = conv.auto_method(x.shape, kern.shape, 'SAME', 1, d)
     ms = {}
     for label, method, padc in (('direct', 'direct', False), ('dft', 'dft', False),
-                                ('fft', 'fft', False), ('direct+pad', 'direct', True)):
+                                ('direct+pad', 'direct', True)):
       if padc and conv.padded_channels(cin) == cin and conv.padded_channels(cout) == cout:
         continue
       f = lambda x, k, m=method, p=padc: conv.conv2d(x, k, padding='SAME', dilation=d,
@@ -486,7 +486,7 @@ def main():
   parser.add_argument('--deadline-s', type=float, default=0.0,
                       help='skip the models not started this many seconds into the run')
   parser.add_argument('--paths', default='auto,direct',
-                      help="conv2d paths to time each model with: auto, direct, dft, fft")
+                      help="conv2d paths to time each model with: auto, direct, dft")
   parser.add_argument('--device', choices=('cpu', 'gpu'), default='cpu')
   parser.add_argument('--only', default=','.join(SECTIONS),
                       help='sections and/or model registry names, comma-separated')

@@ -1,7 +1,7 @@
 """Where one training step's time goes: XLA's executed ops, grouped.
 
   python benchmarks/profile_step.py [--models dss_v1,mnist_cnn_28] [--batch 128]
-      [--steps 3] [--top 12] [--path auto|direct|dft|fft]
+      [--steps 3] [--top 12] [--path auto|direct|dft]
 
 For each registered model, the jitted Adam step of `benchmarks._timing`
 (forward, backward, update) runs `steps` times under `jax.profiler`; the
@@ -164,7 +164,7 @@ def main():
   parser.add_argument('--batch', type=int, default=128)
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--top', type=int, default=12)
-  parser.add_argument('--path', default='auto', choices=('auto', 'direct', 'dft', 'fft'),
+  parser.add_argument('--path', default='auto', choices=('auto', 'direct', 'dft'),
                       help="conv2d path of every 'auto' conv (conv.force_method)")
   args = parser.parse_args()
   names = args.models.split(',')
