@@ -1,10 +1,13 @@
 """Markdown tables of evaluated runs: one renderer, one factor-key scheme.
 
+  python -m scalenet.tables workdirs/mnist_scale [more roots] --out results/mnist_scale.md
+
 Three tables, all from results.json files written by `evaluate.evaluate`:
   * `run_markdown(results)`: one run's results.md;
   * `comparison_markdown(runs)`: comparison.md of `evaluate.compare`;
   * `published_table(runs)`: the scale-MNIST table in the layout of Sosnovik
-    et al. (2020), Table 2 (results/mnist_scale.md, via `results_table`).
+    et al. (2020), Table 2, then the runs behind it (`reproduction_markdown`,
+    results/mnist_scale.md; the command line above).
 
 Factor keys: every dict keyed by a scale factor (accuracy_vs_scale,
 equivariance.layerwise) uses `factor_key(f)` = f'{f:.4f}' ('0.5000').
@@ -29,6 +32,7 @@ Networks", ICLR 2020 (Table 2).
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import math
@@ -356,3 +360,43 @@ def runs_table(runs: list[dict]) -> str:
                            for src, part in by_source.items()))
     lines.append(_row(row))
   return '\n'.join(lines) + '\n'
+
+
+def reproduction_markdown(runs: list[dict]) -> str:
+  """The published-table layout, then the list of runs behind it.
+
+  Raises:
+    ValueError: the runs used different data protocols (`check_one_protocol`).
+  """
+  check_one_protocol(runs)
+  return (published_table(runs) + '\nRuns (realizations, checkpoint step evaluated, '
+          'wall-clock training time):\n\n' + runs_table(runs))
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('roots', nargs='+', metavar='root',
+                      help='directory holding <model>/<plain|plus>/r<k>/ runs; with several, '
+                           'the runs of all (e.g. from two machines) form one table and the '
+                           'list of runs says which root each came from')
+  parser.add_argument('--out', help='markdown file to write (default: print only)')
+  parser.add_argument('--header', default='', help='text put above the table')
+  args = parser.parse_args(argv)
+  runs = []
+  for root in args.roots:
+    found = load_runs(root)
+    if len(args.roots) > 1:
+      for run in found:
+        run['source'] = root
+    runs += found
+  table = reproduction_markdown(runs)
+  text = (args.header.rstrip() + '\n\n' if args.header else '') + table
+  if args.out:
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    with open(args.out, 'w') as f:
+      f.write(text)
+  print(text, end='')
+
+
+if __name__ == '__main__':
+  main()

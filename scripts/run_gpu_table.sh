@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs of the published scale-MNIST table, many at once on one accelerator
 # host: the runs of scripts/reproduce_mnist_scale.sh (same layout, read by
-# python -m scalenet.results_table), PARALLEL train+evaluate jobs at a time.
+# python -m scalenet.tables), PARALLEL train+evaluate jobs at a time.
 #
 #   PARALLEL=12 ROOT=/tmp/runs/mnist_5k MODELS="mnist_cnn_28 mnist_ses_scalar_28" \
 #     REALIZATIONS="0 1 2" SETTINGS="plain plus" \

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from scalenet import results_table, tables
+from scalenet import tables
 
 
 def _results(model, err, delta=None, params=1234, step=230, data=None):
@@ -44,7 +44,7 @@ def test_published_layout_means_stds_and_missing_cells(tmp_path):
   _write(tmp_path, 'mnist_ses_56', 'plain', 0, 0.018, 7.0)
   _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0, params=999)
   _write(tmp_path, 'dss_v1', None, 0, 0.035)  # the older layout: plain, no Delta
-  lines = results_table.render(results_table.load_runs(str(tmp_path))).splitlines()
+  lines = tables.reproduction_markdown(tables.load_runs(str(tmp_path))).splitlines()
   assert lines[0] == ('| model | params | 28 | 28+ | 56 | 56+ | Delta block0.conv 0.5 '
                       '| Delta block0.conv 2 | Delta logits 0.5 | Delta logits 2 |')
   # Delta columns: the plain 28x28 runs only, mean over realizations.
@@ -84,13 +84,13 @@ def test_run_and_comparison_markdown_share_the_keys():
 
 def test_no_runs_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no evaluated runs'):
-    results_table.load_runs(str(tmp_path))
+    tables.load_runs(str(tmp_path))
 
 
 def test_cli_writes_the_table(tmp_path, capsys):
   _write(tmp_path / 'root', 'mnist_cnn_28', 'plain', 0, 0.05, 1.0)
   out = tmp_path / 'results' / 'mnist_scale.md'
-  results_table.main([str(tmp_path / 'root'), '--out', str(out), '--header', '# Title'])
+  tables.main([str(tmp_path / 'root'), '--out', str(out), '--header', '# Title'])
   text = out.read_text()
   assert text.startswith('# Title\n\n| model | params | 28 |') and text == capsys.readouterr().out
 
@@ -100,7 +100,7 @@ def test_runs_of_several_roots_form_one_table_and_say_where_they_came_from(tmp_p
   _write(tmp_path / 'gpu', 'mnist_cnn_28', 'plain', 0, 0.05, seconds=15, data=data)
   _write(tmp_path / 'gpu', 'mnist_cnn_28', 'plain', 1, 0.07, seconds=15, data=data)
   _write(tmp_path / 'cpu', 'mnist_cnn_28', 'plain', 2, 0.03, seconds=300, data=data)
-  results_table.main([str(tmp_path / 'gpu'), str(tmp_path / 'cpu')])
+  tables.main([str(tmp_path / 'gpu'), str(tmp_path / 'cpu')])
   text = capsys.readouterr().out
   assert '| mnist_cnn | 1,234 | 5.00 ± 2.00 (n=3) |' in text
   # Training time per root (each run wrote two sessions).
@@ -116,7 +116,7 @@ def test_runs_of_different_data_protocols_are_refused(tmp_path):
   _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05,
          data={**data, 'rescale': {'method': 'cubic', 'antialias': False}})
   with pytest.raises(ValueError, match='data.rescale'):
-    results_table.render(results_table.load_runs(str(tmp_path)))
+    tables.reproduction_markdown(tables.load_runs(str(tmp_path)))
   # Same protocol, key order aside: accepted.
   _write(tmp_path, 'mnist_cnn_56', 'plain', 0, 0.05,
          data={**data, 'rescale': {'antialias': True, 'method': 'linear'}})
@@ -158,7 +158,7 @@ def test_reproduction_script_selects_runs_and_resumes(tmp_path):
     assert ('--config.augment_scale=\\(0.5\\,\\ 2.0\\)' in l) == plus, l
     r = l.split('--config.realization=')[1][0]
     assert f'/r{r} ' in l and f'--config.seed={r}' in l
-  assert ' -m scalenet.results_table ' in lines[-1]
+  assert ' -m scalenet.tables ' in lines[-1]
   assert not (tmp_path / 'mnist_ses_28' / 'plain').exists()  # a dry run creates nothing
 
 
