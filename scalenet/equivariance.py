@@ -111,6 +111,32 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
   return reduce_terms(num, den, reduction)
 
 
+def assert_equivariant(fn: Callable[[jax.Array], jax.Array], x: jax.Array, factor, *,
+                       in_action: reps.Action = reps.SPATIAL,
+                       out_action: reps.Action | None = None,
+                       rescale_fn=transforms.DEFAULT, atol: float = 1e-5,
+                       reduction: str = 'mean') -> float:
+  """Asserts that fn commutes with rescaling: Delta(s) <= atol; returns Delta.
+
+  The library's equivariance check (as e3nn-jax's `assert_equivariant`):
+  L_s acts on x as `in_action` says (`transforms.act`: a spatial rescale, or
+  a rescale plus a level shift for scale-space inputs) and on fn's output as
+  `out_action` says (default: from its rank), with the spatial operator
+  `rescale_fn` on both sides; Delta is `equivariance_error`'s.
+
+  Raises:
+    AssertionError: Delta is above atol, or undefined (NaN), naming both.
+  """
+  out = None if out_action is None else transforms.output_transform(out_action, rescale_fn)
+  delta = float(equivariance_error(
+      fn, x, factor, out_transform=out, reduction=reduction,
+      rescale_fn=lambda v, f: transforms.act(in_action, v, f, rescale_fn)))
+  if not delta <= atol:
+    raise AssertionError(f'not equivariant at s = {float(factor):.6g}: Delta = {delta:.4g} '
+                         f'> atol {atol:g}.')
+  return delta
+
+
 def equivariance_curve(fn, x, factors: Iterable[float], *, out_transform=None,
                        rescale_fn=transforms.DEFAULT) -> np.ndarray:
   """Delta(s) for each factor: a float64 numpy array, one entry per factor."""

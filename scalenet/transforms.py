@@ -184,6 +184,36 @@ def action_for_output(y) -> reps.Action:
       'scale_space_transform(ratio) for [B, S, H, W, C]).')
 
 
+def act(action: reps.Action, x: jax.Array, factor, rescale_fn: RescaleFn = DEFAULT) -> jax.Array:
+  """The scale group acting on an input of kind `action`: L_s x.
+
+  spatial: rescale_fn(x, factor); invariant: x; scale_space [B, S, H, W, C]:
+  every level rescaled spatially, then the scale axis shifted by
+  j = log_r(factor) levels (enlarging: level k + j holds what level k held;
+  the levels no content reaches are zero). `factor` must be an integer power
+  of the ratio (FactorError otherwise).
+  """
+  if action.kind == 'invariant':
+    return x
+  if action.kind == 'spatial':
+    return rescale_fn(x, factor)
+  _checks.check_rank(x, 5, 'scale-space input', '[B, S, H, W, C]')
+  y = rescale_fn(x, factor)
+  j, levels = reps.level_shift(factor, action.ratio), x.shape[1]
+  if abs(j) >= levels:
+    raise reps.FactorError(f'factor {float(factor):.6g} shifts all {levels} levels away.')
+  pad = jnp.zeros_like(y[:, :abs(j)])
+  return jnp.concatenate([pad, y[:, :levels - j]] if j >= 0 else [y[:, -j:], pad], axis=1)
+
+
+def upsample_scale_space(z: jax.Array, factor: int = 2, ratio: int = 2) -> jax.Array:
+  """Exact L_factor on a scale-space tensor whose levels are `ratio` apart:
+  every level up-sampled `factor`x by nearest neighbour (the canvas grows),
+  the scale axis shifted up by log_ratio(factor) levels, zeros below."""
+  return act(reps.scale_space(ratio), z, factor,
+             lambda y, f: nearest_upsample(y, int(round(f))))
+
+
 def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
   """Integer nearest-neighbour up-sampling along the spatial axes (canvas grows)."""
   for a in axes:
@@ -192,5 +222,5 @@ def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
 
 
 __all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'rescale', 'output_transform',
-           'scale_space_transform', 'action_for_output', 'nearest_upsample',
-           'spec_from_config']
+           'scale_space_transform', 'action_for_output', 'act', 'nearest_upsample',
+           'upsample_scale_space', 'spec_from_config']

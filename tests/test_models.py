@@ -1,3 +1,5 @@
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -6,6 +8,7 @@ import pytest
 from flax import nnx
 
 from scalenet.models import common
+import scalenet
 from scalenet import equivariance, models, representations, transforms
 from scalenet.transforms import nearest_upsample
 from tests.train_steps import adam_losses
@@ -123,45 +126,6 @@ def test_make_apply_is_a_pure_jitted_function():
     models.make_apply(model, 'features')
 
 
-def _even_grid_gap(features, x_scale_space, levels_exact):
-  """Relative gap between features(U)[k+1] on the even grid and features(X)[k]."""
-  x = x_scale_space
-  u = jnp.concatenate([jnp.zeros_like(nearest_upsample(x[:, :1], 2)),
-                       nearest_upsample(x[:, :-1], 2)], axis=1)
-  fx, fu = features(x), features(u)
-  gaps = [jnp.abs(fu[:, k + 1, ::2, ::2] - fx[:, k]).max() for k in range(levels_exact)]
-  return float(max(gaps) / jnp.abs(fx).max())
-
-
-def test_dss_v1_backbone_exactly_equivariant_to_2x_upsampling():
-  """Conditions for exactness (at init or after training alike):
-
-  * input given as a scale-space tensor whose level k+1 is level k up-sampled
-    2x by nearest neighbour (the Gaussian lift of an up-sampled image is only
-    approximately the up-sampled lift);
-  * no spatial max pooling (pools=0): pooling reads odd pixels;
-  * BatchNorm in inference mode (a pointwise affine map);
-  * levels k with k + depth * (interaction - 1) < num_scales - 1, where every
-    interaction window is complete on both sides.
-  """
-  s, depth, interaction = 4, 2, 2
-  model = models.get_model('dss_v1', rngs=nnx.Rngs(0), channels=(4, 6), num_scales=s,
-                           interaction=interaction, pools=0)
-  model.eval()
-  z = jax.random.normal(jax.random.key(1), (2, s, 10, 10, 1))
-  exact = s - 1 - depth * (interaction - 1)
-  assert _even_grid_gap(model.backbone, z, exact) < 1e-5
-
-
-def test_cnn_fails_the_same_check_negative_control():
-  model = models.get_model('cnn', rngs=nnx.Rngs(0), channels=(4, 6), pools=0)
-  model.eval()
-  last = lambda x: model.representations(x)['block1']
-  per_level = lambda z: jax.vmap(last, in_axes=1, out_axes=1)(z)
-  z = jax.random.normal(jax.random.key(1), (2, 4, 10, 10, 1))
-  assert _even_grid_gap(per_level, z, 2) > 0.1
-
-
 def test_dcn_with_zero_offsets_equals_cnn_with_same_weights():
   cnn = models.get_model('cnn', rngs=nnx.Rngs(0), **TINY['cnn'])
   dcn = models.get_model('dcn', rngs=nnx.Rngs(1), **TINY['dcn'])
@@ -177,37 +141,29 @@ def test_dcn_with_zero_offsets_equals_cnn_with_same_weights():
   assert float(jnp.abs(dcn.blocks[-1].conv.offset.kernel[...]).max()) == 0.0
 
 
-def _upsample_scale_space(z, factor):
-  """L_2 on a scale-space input: level k+1 becomes level k up-sampled 2x (nearest)."""
-  assert factor == 2
-  return jnp.concatenate([jnp.zeros_like(nearest_upsample(z[:, :1], 2)),
-                          nearest_upsample(z[:, :-1], 2)], axis=1)
-
-
-def _backbone_delta(fn, z):
-  out = transforms.output_transform(representations.scale_space(2),
-                                    rescale_fn=lambda y, f: nearest_upsample(y, 2))
-  return float(equivariance.equivariance_error(fn, z, 2, out_transform=out,
-                                               rescale_fn=_upsample_scale_space))
-
-
-def test_dss_v1_backbone_delta_is_zero_for_exact_2x_upsampling_and_cnn_is_not():
-  """The same statement through the project's Delta, on every shared level.
-
-  With interaction 1 no level reads past the top of the scale axis, so the
-  dilated scale conv commutes exactly with 2x nearest up-sampling plus a
-  one-level shift (BatchNorm in inference mode, no pooling). The CNN applied
-  level by level (no dilation growth) is the negative control.
+def test_dss_v1_backbone_is_exactly_equivariant_and_the_cnn_is_not():
+  """The DSS backbone commutes exactly with 2x nearest up-sampling plus a
+  one-level shift, on every shared level: interaction 1 (no level reads past
+  the top of the scale axis), BatchNorm in inference mode, no pooling (it
+  reads odd pixels), at init or after training alike. The CNN applied level
+  by level (no dilation growth) is the negative control.
   """
   z = jax.random.normal(jax.random.key(1), (2, 4, 10, 10, 1))
   dss = models.get_model('dss_v1', rngs=nnx.Rngs(0), channels=(4, 6), num_scales=4,
                          interaction=1, pools=0)
   dss.eval()
-  assert _backbone_delta(dss.backbone, z) < 1e-10
+  up = lambda y, f: nearest_upsample(y, 2)
+  check = functools.partial(scalenet.assert_equivariant, in_action=representations.scale_space(2),
+                            out_action=representations.scale_space(2), rescale_fn=up)
+  assert check(dss.backbone, z, 2, atol=1e-10) < 1e-10
   cnn = models.get_model('cnn', rngs=nnx.Rngs(0), channels=(4, 6), pools=0)
   cnn.eval()
   per_level = jax.vmap(lambda x: cnn.representations(x)['block1'], in_axes=1, out_axes=1)
-  assert _backbone_delta(per_level, z) > 0.05
+  with pytest.raises(AssertionError, match='not equivariant'):
+    check(per_level, z, 2, atol=0.05)
+  # The helper is L_2 itself: the input side of the check above.
+  np.testing.assert_array_equal(transforms.upsample_scale_space(z)[:, 1:],
+                                nearest_upsample(z[:, :-1], 2))
 
 
 def test_first_conv_delta_at_init_dss_below_cnn_and_sesn_far_below():

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from scalenet import scale_conv, scale_pool
+from scalenet import assert_equivariant, scale_conv, scale_pool
+from scalenet.representations import scale_space
 from scalenet.scale_convolution import IMPLS
 from scalenet.transforms import nearest_upsample
 from tests import reference
@@ -31,41 +32,40 @@ def test_scale_conv_bfloat16_and_jit():
   np.testing.assert_allclose(np.asarray(y, np.float32), y32, atol=0.15, rtol=0.05)
 
 
-def _equivariance_gap(conv, num_scales=4, interaction=2, size=8):
-  """Max |conv(U)[k+1][even grid] - conv(X)[k]| over the exact levels.
+def _check(conv, num_scales=4, interaction=2, size=8):
+  """assert_equivariant of conv under exact 2x up-sampling with a level shift.
 
-  U's level k+1 is X's level k up-sampled 2x by nearest neighbour, so with
-  dilation 2**k every tap of conv(U) at an even pixel lands on a copy of the
-  tap conv(X) reads. Levels k with k + interaction < num_scales see the
-  same inputs on both sides; the top of the window differs and is skipped.
+  U = L_2 X: level k+1 is X's level k up-sampled 2x by nearest neighbour, so
+  with dilation 2**k every tap of conv(U) lands on a copy of the tap conv(X)
+  reads. Output levels k with k + interaction < num_scales see the same
+  inputs on both sides; the top of the window differs, so only those levels
+  are compared (fn keeps them, plus the one above, which lhs compares).
   """
   x = jax.random.normal(jax.random.key(2), (2, num_scales, size, size, 3))
   k = jax.random.normal(jax.random.key(3), (interaction, 3, 3, 3, 5))
-  u = jnp.concatenate([jnp.zeros_like(nearest_upsample(x[:, :1], 2)),
-                       nearest_upsample(x[:, :-1], 2)], axis=1)
-  yx, yu = conv(x, k), conv(u, k)
   exact = num_scales - interaction
-  gaps = [jnp.abs(yu[:, lv + 1, ::2, ::2] - yx[:, lv]).max() for lv in range(exact)]
-  scale = jnp.abs(yx).max()
-  return float(max(gaps) / scale)
+  up = lambda y, f: nearest_upsample(y, 2)
+  return assert_equivariant(lambda z: conv(z, k)[:, :exact + 1], x, 2,
+                            in_action=scale_space(2), out_action=scale_space(2),
+                            rescale_fn=up, atol=1e-10)
 
 
 @pytest.mark.parametrize('impl', IMPLS)
 def test_scale_conv_exactly_equivariant_to_2x_upsampling(impl):
-  gap = _equivariance_gap(lambda x, k: scale_conv(x, k, base=2, impl=impl))
-  assert gap < 1e-6, gap
+  _check(lambda x, k: scale_conv(x, k, base=2, impl=impl))
 
 
 def test_equivariance_negative_control_fixed_dilation_fails():
   """A conv whose dilation does not grow with the level is not equivariant."""
   def fixed(x, k):
     return jnp.asarray(reference.scale_conv(np.asarray(x), np.asarray(k), [1] * x.shape[1]))
-  assert _equivariance_gap(fixed) > 0.1
+  with pytest.raises(AssertionError, match='not equivariant'):
+    _check(fixed)
   # The same reference with growing dilations passes: the control is fair.
   def growing(x, k):
     return jnp.asarray(reference.scale_conv(np.asarray(x), np.asarray(k),
                                             [2**s for s in range(x.shape[1])]))
-  assert _equivariance_gap(growing) < 1e-6
+  _check(growing)
 
 
 def test_scale_conv_bad_input():

@@ -10,7 +10,6 @@ from configs import sesn_table
 from scalenet import config as config_lib, equivariance, models, train
 from scalenet.data import readers
 from scalenet.models import interpolation, mnist_dss, mnist_kanazawa, mnist_xu
-from scalenet.transforms import nearest_upsample
 from tests.train_steps import adam_losses
 
 # Trainable parameters of the reference PyTorch models (ISosnovik/sesn), the
@@ -114,50 +113,6 @@ def test_bad_model_kwargs_are_named():
     models.get_model('mnist_cnn_56', rngs=nnx.Rngs(0), upsample=1)
   with pytest.raises(ValueError, match='channels'):
     models.get_model('mnist_xu_28', rngs=nnx.Rngs(0), channels=(4, 8))
-
-
-# Exactness of DSS where theory says exact.
-
-def _dss_backbone_without_pooling(model, z):
-  """conv -> relu -> BatchNorm (inference) of every block, skipping the pools."""
-  for conv, stage in zip(model.convs, model.stages):
-    z = stage.norm(nnx.relu(conv(z)))
-  return z
-
-
-def _upsampling_gap(fn, z):
-  """Relative gap between fn(z')[:, 1] and up2(fn(z)[:, 0]), z'[:, 1] = up2(z[:, 0]).
-
-  z'[:, 0] is noise: with one kernel level, output level 1 reads only input
-  level 1.
-  """
-  up = nearest_upsample(z[:, 0], 2)
-  z_up = jnp.stack([jax.random.normal(jax.random.key(5), up.shape), up], axis=1)
-  lhs, ref = fn(z_up)[:, 1], nearest_upsample(fn(z)[:, 0], 2)
-  return float(jnp.linalg.norm(lhs - ref) / jnp.linalg.norm(ref))
-
-
-def test_dss_backbone_is_exactly_equivariant_to_2x_upsampling():
-  """Level 1 of a 2x nearest-up-sampled input is level 0's output up-sampled.
-
-  Exact (at init or after training alike) for the dilated scale convs,
-  relu and BatchNorm in inference mode; the model's max pools read odd
-  pixels and are left out, as is the Gaussian lift (the lift of an
-  up-sampled image is only approximately the up-sampled lift).
-  """
-  model = models.get_model('mnist_dss_vector_28', rngs=nnx.Rngs(0), **TINY)
-  model.eval()
-  z = jax.random.normal(jax.random.key(1), (2, 2, 12, 12, 1))
-  assert _upsampling_gap(lambda v: _dss_backbone_without_pooling(model, v), z) < 1e-5
-
-
-def test_dss_without_dilation_fails_the_same_check_negative_control():
-  model = models.get_model('mnist_dss_vector_28', rngs=nnx.Rngs(0), **TINY)
-  model.eval()
-  for conv in model.convs:
-    conv.base = 1  # Same weights, every level at dilation 1.
-  z = jax.random.normal(jax.random.key(1), (2, 2, 12, 12, 1))
-  assert _upsampling_gap(lambda v: _dss_backbone_without_pooling(model, v), z) > 0.1
 
 
 # The resampling matrices and the scale-sharing convs.
