@@ -172,7 +172,7 @@ def test_diverged_run_is_not_resumed_silently(tmp_path, data_dir, datasets):
   wd = str(tmp_path)
   bad = _config(data_dir, learning_rate=1e6, schedule='constant', checkpoint_every_steps=1,
                 log_every_steps=1)
-  with jax.debug_nans(False), pytest.raises(FloatingPointError, match='FAILED.json') as err:
+  with jax.debug_nans(False), pytest.raises(FloatingPointError, match='FAILED.json'):
     train.train_and_evaluate(bad, wd, datasets)
   failed = json.load(open(os.path.join(wd, 'FAILED.json')))
   assert failed['step'] >= 2 and failed['last_saved_step'] >= 1
