@@ -5,7 +5,8 @@ from scalenet.equivariance import (assert_equivariant, equivariance_curve, equiv
                                    layerwise_deltas, layerwise_equivariance)
 from scalenet.scale_convolution import scale_conv, scale_pool
 from scalenet.scale_space import bilinear_lift, gaussian_lift, match_sizes
-from scalenet.transforms import RescaleSpec, rescale, scale_space_transform
+from scalenet.representations import scale_space_transform
+from scalenet.transforms import RescaleSpec, rescale
 
 __all__ = [
     'RescaleSpec', 'assert_equivariant', 'bilinear_lift', 'deform_conv', 'equivariance_curve',

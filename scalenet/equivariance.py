@@ -66,7 +66,7 @@ def equivariance_terms(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
   y = fn(x)
   lhs = fn(rescale_fn(x, factor))
   if out_transform is None:
-    out_transform = transforms.output_transform(transforms.action_for_output(y), rescale_fn)
+    out_transform = reps.output_transform(reps.action_for_output(y), rescale_fn)
   return _squared_norms(*out_transform(lhs, y, factor))
 
 
@@ -95,7 +95,7 @@ def equivariance_error(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
     factor: scale factor s > 0.
     out_transform: callable (lhs, y, factor) -> (lhs', L'_s y) where
       lhs = fn(L_s x) and y = fn(x), e.g.
-      `transforms.output_transform(representations.scale_space(r))`. Default:
+      `reps.output_transform(representations.scale_space(r))`. Default:
       invariance for [B, D] outputs, a spatial rescale for [B, H, W, C].
     reduction: 'mean' (of per-image ratios) or 'pooled' (ratio of batch sums).
     rescale_fn: L_s, (x, factor) -> x'; default `transforms.DEFAULT`.
@@ -119,7 +119,7 @@ def assert_equivariant(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
   """Asserts that fn commutes with rescaling: Delta(s) <= atol; returns Delta.
 
   The library's equivariance check (as e3nn-jax's `assert_equivariant`):
-  L_s acts on x as `in_action` says (`transforms.act`: a spatial rescale, or
+  L_s acts on x as `in_action` says (`reps.act`: a spatial rescale, or
   a rescale plus a level shift for scale-space inputs) and on fn's output as
   `out_action` says (default: from its rank), with the spatial operator
   `rescale_fn` on both sides; Delta is `equivariance_error`'s.
@@ -127,10 +127,10 @@ def assert_equivariant(fn: Callable[[jax.Array], jax.Array], x: jax.Array, facto
   Raises:
     AssertionError: Delta is above atol, or undefined (NaN), naming both.
   """
-  out = None if out_action is None else transforms.output_transform(out_action, rescale_fn)
+  out = None if out_action is None else reps.output_transform(out_action, rescale_fn)
   delta = float(equivariance_error(
       fn, x, factor, out_transform=out, reduction=reduction,
-      rescale_fn=lambda v, f: transforms.act(in_action, v, f, rescale_fn)))
+      rescale_fn=lambda v, f: reps.act(in_action, v, f, rescale_fn)))
   if not delta <= atol:
     raise AssertionError(f'not equivariant at s = {float(factor):.6g}: Delta = {delta:.4g} '
                          f'> atol {atol:g}.')
@@ -212,7 +212,7 @@ def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAU
       if name in off_grid:
         continue
       try:
-        pair = transforms.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
+        pair = reps.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
       except reps.FactorError as e:  # shifts past every level of this representation
         if not skip_off_grid:
           raise
@@ -276,7 +276,7 @@ def layerwise_deltas(model: nnx.Module, x, factor, *, reduction: str = 'mean',
   pre = (lambda v: v) if preprocess is None else preprocess
   y = model.representations(pre(x))
   lhs = model.representations(pre(rescale_fn(x, factor)))
-  return {name: reduce_terms(*_squared_norms(*transforms.output_transform(a, rescale_fn)(
+  return {name: reduce_terms(*_squared_norms(*reps.output_transform(a, rescale_fn)(
       lhs[name], y[name], factor)), reduction) for name, a in actions.items()}
 
 

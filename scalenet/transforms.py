@@ -13,12 +13,8 @@ constant is that constant wherever L_s is defined, and exactly 0 outside.
 on-the-fly accuracy-vs-scale and the equivariance error of a run all use the
 run's spec (`config.rescale`), and results.json records it.
 
-Output transforms (`output_transform(action)`) take (lhs, y, factor), with
-lhs = fn(L_s x) and y = fn(x), and return the pair that `equivariance_error`
-compares: both sides restricted to where L'_s y is defined (elsewhere both
-are set to 0, so they add nothing to either norm). Comparing against a zero
-fill instead would count every bias and BatchNorm shift of the background as
-an equivariance error.
+How the group acts on a representation (L'_s) lives with the actions, in
+`scalenet.representations`.
 
 It replaces a hand-written tent-matrix resampler (bilinear only, zero weights
 past the edge; commit 935561c): the values agree inside the canvas to 1.2e-7,
@@ -37,7 +33,6 @@ import jax
 import jax.numpy as jnp
 
 from scalenet import _checks
-from scalenet import representations as reps
 
 METHODS = ('linear', 'cubic', 'lanczos3', 'lanczos5')
 
@@ -128,92 +123,6 @@ def rescale(x: jax.Array, factor, *, method: str = DEFAULT.method,
 RescaleFn = Callable[[jax.Array, float], jax.Array]
 
 
-def output_transform(action: reps.Action, rescale_fn: RescaleFn = DEFAULT):
-  """L'_s for one representation, as an out_transform of `equivariance_error`.
-
-  Args:
-    action: how the scale group acts on the representation.
-    rescale_fn: the L_s of the input, (x, factor) -> x'; applied spatially
-      to the representation too.
-
-  Returns:
-    transform(lhs, y, factor) -> (lhs', L'_s y), both zero wherever L'_s y is
-    not defined (outside the rescaled canvas when shrinking), and, for a
-    scale-space action, restricted to the levels both sides share.
-  """
-  def transform(lhs, y, factor):
-    if action.kind == 'invariant':
-      return lhs, y
-    rank = 5 if action.kind == 'scale_space' else 4
-    shape = '[B, S, H, W, C]' if rank == 5 else '[B, H, W, C]'
-    _checks.check_rank(y, rank, f'{action.kind} representation', shape)
-    ry = rescale_fn(y, factor)
-    defined = rescale_fn(jnp.ones_like(y[:1]), factor) > 0.5
-    if lhs.shape != ry.shape:
-      raise ValueError(f'fn(L_s x) has shape {lhs.shape} but L\'_s fn(x) has {ry.shape}: '
-                       'the representation does not follow its input\'s canvas.')
-    lhs, ry = jnp.where(defined, lhs, 0), jnp.where(defined, ry, 0)
-    if action.kind == 'spatial':
-      return lhs, ry
-    j, levels = reps.level_shift(factor, action.ratio), y.shape[1]
-    if abs(j) >= levels:
-      raise reps.FactorError(f'factor {float(factor):.6g} shifts the scale axis by {j} levels '
-                       f'(ratio {action.ratio:.6g}) but the representation has only '
-                       f'{levels}: no level is shared.')
-    # Content of fn(x) at level k + |j| appears at level k of fn(L_s x) when
-    # shrinking (j < 0), and the other way round when enlarging.
-    if j >= 0:
-      return lhs[:, j:], ry[:, :levels - j]
-    return lhs[:, :levels + j], ry[:, -j:]
-  return transform
-
-
-def scale_space_transform(ratio: float, rescale_fn: RescaleFn = DEFAULT):
-  """L'_s for scale-space outputs [B, S, H, W, C] whose levels are `ratio` apart."""
-  return output_transform(reps.scale_space(ratio), rescale_fn)
-
-
-def action_for_output(y) -> reps.Action:
-  """The action implied by an output's rank: invariant [B, D], spatial [B, H, W, C]."""
-  if y.ndim == 2:
-    return reps.INVARIANT
-  if y.ndim == 4:
-    return reps.SPATIAL
-  raise ValueError(
-      f'no default action for outputs of shape {y.shape}; pass out_transform (e.g. '
-      'scale_space_transform(ratio) for [B, S, H, W, C]).')
-
-
-def act(action: reps.Action, x: jax.Array, factor, rescale_fn: RescaleFn = DEFAULT) -> jax.Array:
-  """The scale group acting on an input of kind `action`: L_s x.
-
-  spatial: rescale_fn(x, factor); invariant: x; scale_space [B, S, H, W, C]:
-  every level rescaled spatially, then the scale axis shifted by
-  j = log_r(factor) levels (enlarging: level k + j holds what level k held;
-  the levels no content reaches are zero). `factor` must be an integer power
-  of the ratio (FactorError otherwise).
-  """
-  if action.kind == 'invariant':
-    return x
-  if action.kind == 'spatial':
-    return rescale_fn(x, factor)
-  _checks.check_rank(x, 5, 'scale-space input', '[B, S, H, W, C]')
-  y = rescale_fn(x, factor)
-  j, levels = reps.level_shift(factor, action.ratio), x.shape[1]
-  if abs(j) >= levels:
-    raise reps.FactorError(f'factor {float(factor):.6g} shifts all {levels} levels away.')
-  pad = jnp.zeros_like(y[:, :abs(j)])
-  return jnp.concatenate([pad, y[:, :levels - j]] if j >= 0 else [y[:, -j:], pad], axis=1)
-
-
-def upsample_scale_space(z: jax.Array, factor: int = 2, ratio: int = 2) -> jax.Array:
-  """Exact L_factor on a scale-space tensor whose levels are `ratio` apart:
-  every level up-sampled `factor`x by nearest neighbour (the canvas grows),
-  the scale axis shifted up by log_ratio(factor) levels, zeros below."""
-  return act(reps.scale_space(ratio), z, factor,
-             lambda y, f: nearest_upsample(y, int(round(f))))
-
-
 def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
   """Integer nearest-neighbour up-sampling along the spatial axes (canvas grows)."""
   for a in axes:
@@ -221,6 +130,5 @@ def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
   return x
 
 
-__all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'rescale', 'output_transform',
-           'scale_space_transform', 'action_for_output', 'act', 'nearest_upsample',
-           'upsample_scale_space', 'spec_from_config']
+__all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'RescaleFn', 'rescale', 'nearest_upsample',
+           'spec_from_config']

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from scalenet import equivariance_curve, equivariance_error, gaussian_lift
-from scalenet import transforms
+from scalenet import representations, transforms
 
 
 def _smooth_images():
@@ -46,7 +46,7 @@ def test_scale_space_transform_shifts_levels():
   x = _smooth_images()
   lift = lambda x: gaussian_lift(x, num_scales=3, base=2.0, zero_scale=1.0)
   shifted = float(equivariance_error(lift, x, 2.0,
-                                     out_transform=transforms.scale_space_transform(2.0)))
+                                     out_transform=representations.scale_space_transform(2.0)))
 
   def unshifted(a, y, s):  # rescale each level, compare level k with level k
     defined = transforms.rescale(jnp.ones_like(y[:1]), s) > 0.5

@@ -9,7 +9,7 @@ from flax import nnx
 
 from scalenet.models import common
 import scalenet
-from scalenet import equivariance, models, representations, transforms
+from scalenet import equivariance, models, representations
 from scalenet.transforms import nearest_upsample
 from tests.train_steps import adam_losses
 
@@ -162,7 +162,7 @@ def test_dss_v1_backbone_is_exactly_equivariant_and_the_cnn_is_not():
   with pytest.raises(AssertionError, match='not equivariant'):
     check(per_level, z, 2, atol=0.05)
   # The helper is L_2 itself: the input side of the check above.
-  np.testing.assert_array_equal(transforms.upsample_scale_space(z)[:, 1:],
+  np.testing.assert_array_equal(representations.upsample_scale_space(z)[:, 1:],
                                 nearest_upsample(z[:, :-1], 2))
 
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import conv, layers, representations as reps, scale_convolution, scale_space
+from scalenet import conv as conv_lib, layers, representations as reps, scale_convolution
+from scalenet import scale_space
 from scalenet.models import common, dss, mnist_cnn, mnist_common as mc
 
 NUM_SCALES = 2  # Levels of every lift.
@@ -221,7 +222,7 @@ class MnistDSSv2(common.Representable):
     levels = scale_space.bilinear_lift(x, num_scales=self.num_scales, base=BASE)
     out = {'lift': dss._on_finest_grid(levels)}
     for i, (kernel, norm) in enumerate(zip(self.kernels, self.norms)):
-      convs = [conv.conv2d(z, kernel[...], padding=mc.KERNEL_SIZE // 2) for z in levels]
+      convs = [conv_lib.conv2d(z, kernel[...], padding=mc.KERNEL_SIZE // 2) for z in levels]
       pooled = [mc.max_pool(nnx.relu(y), *self._pools(i, k)) for k, y in enumerate(convs)]
       flat = norm(jnp.concatenate([p.reshape(-1, p.shape[-1]) for p in pooled]))
       levels, start = [], 0
