@@ -14,78 +14,45 @@ import inspect
 import jax
 from flax import nnx
 
-from scalenet.models.cnn import cnn, dcn, dcnv2
-from scalenet.models.dss import deform_dss, dss_v1, dss_v2
-from scalenet.models.resnet import resnet50_scale, resnet_scale
-from scalenet.models.steerable import sesn, sscnn
-from scalenet.models import mnist_cnn, mnist_dss, mnist_kanazawa, mnist_sevf, mnist_xu
-from scalenet.models import mnist_disco, mnist_ses, mnist_ss
+from scalenet.models import cnn, dss, mnist_cnn, mnist_disco, mnist_dss, mnist_kanazawa
+from scalenet.models import mnist_ses, mnist_ss, mnist_sevf, mnist_xu, resnet, steerable
 
-MODELS = {
-    'cnn': cnn,
-    'dcn': dcn,
-    'dcnv2': dcnv2,
-    'dss_v1': dss_v1,
-    'dss_v2': dss_v2,
-    'deform_dss': deform_dss,
-    'sscnn': sscnn,
-    'sesn': sesn,
-    'resnet_scale': resnet_scale,
-    'resnet50_scale': resnet50_scale,
-}
-
-# The published scale-MNIST table (Sosnovik et al. 2020, Table 2): each
-# family's module builds its _28 and _56 variants.
-for _module, _names in (
-    (mnist_cnn, ('mnist_cnn_28', 'mnist_cnn_56', 'mnist_dcn_28')),
-    (mnist_xu, ('mnist_xu_28', 'mnist_xu_56')),
-    (mnist_kanazawa, ('mnist_kanazawa_28', 'mnist_kanazawa_56')),
-    (mnist_sevf, ('mnist_sevf_scalar_28', 'mnist_sevf_scalar_56',
-                  'mnist_sevf_vector_28', 'mnist_sevf_vector_56')),
-    (mnist_dss, ('mnist_dss_scalar_28', 'mnist_dss_scalar_56',
-                 'mnist_dss_vector_28', 'mnist_dss_vector_56', 'mnist_dss_v2_28',
-                 'mnist_deform_dss_28')),
-    (mnist_ss, ('mnist_ss_28', 'mnist_ss_56')),
-    (mnist_ses, tuple(mnist_ses.VARIANTS)),
-    (mnist_disco, ('mnist_disco',)),
-):
-  MODELS.update({_n: getattr(_module, _n) for _n in _names})
+FAMILIES = (cnn, dss, steerable, resnet,  # the study's models
+            # the published scale-MNIST table (Sosnovik et al. 2020, Table 2)
+            mnist_cnn, mnist_xu, mnist_kanazawa, mnist_sevf, mnist_dss, mnist_ss, mnist_ses,
+            mnist_disco)
 
 
-def _signatures(name: str) -> list[inspect.Signature]:
-  """The signatures whose keywords model `name` accepts, outermost first.
-
-  A factory made by `mnist_common.factory` names its class (`model_class`);
-  the study's thin factories pass their keywords on to one class each.
-  """
-  fn = MODELS[name]
-  if hasattr(fn, 'model_class'):
-    return [inspect.signature(fn.model_class.__init__)]
-  cls = {'cnn': 'CNN', 'dcn': 'CNN', 'dcnv2': 'CNN', 'dss_v1': 'DSS', 'deform_dss': 'DSS',
-         'dss_v2': 'DSSv2', 'sscnn': 'SSCNN', 'sesn': 'SESN', 'resnet_scale': 'ResNetScale',
-         'resnet50_scale': 'ResNetScale'}[name]
-  module = inspect.getmodule(fn)
-  return [inspect.signature(fn), inspect.signature(getattr(module, cls).__init__)]
+def _merge(families) -> dict:
+  merged = {}
+  for family in families:
+    for name, build in family.MODELS.items():
+      if name in merged:
+        raise ValueError(f'model {name!r} is registered twice ({family.__name__}).')
+      merged[name] = build
+  return merged
 
 
+MODELS = _merge(FAMILIES)  # Every registered model by name: each family's MODELS.
 _NOT_KWARGS = {'rngs', 'kwargs', 'num_classes', 'self'}
 
 
 def model_kwargs(name: str) -> set[str]:
-  """Keyword arguments a model accepts (less those its factory fixes itself)."""
-  fixed = set(getattr(MODELS[name], 'fixed_kwargs', ()))
-  return {p for sig in _signatures(name) for p in sig.parameters} - fixed - _NOT_KWARGS
+  """Keyword arguments a model accepts: its class's, less those its entry fixes."""
+  build = MODELS[name]
+  params = set(inspect.signature(build.model_class.__init__).parameters)
+  return params - set(build.fixed_kwargs) - _NOT_KWARGS
 
 
 def model_defaults(name: str) -> dict:
   """{keyword: default} of every keyword `model_kwargs(name)` names that has one.
 
-  The factory's own default wins over its class's (`dcn` sets deformable=2).
+  The registry entry's own defaults win over its class's (`dcn` sets deformable=2).
   """
-  out = {}
-  for sig in reversed(_signatures(name)):
-    out.update({k: p.default for k, p in sig.parameters.items()
-                if p.default is not inspect.Parameter.empty})
+  build = MODELS[name]
+  out = {k: p.default for k, p in inspect.signature(build.model_class.__init__).parameters.items()
+         if p.default is not inspect.Parameter.empty}
+  out.update(build.default_kwargs)
   return {k: v for k, v in out.items() if k in model_kwargs(name)}
 
 

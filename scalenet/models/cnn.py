@@ -46,15 +46,7 @@ class CNN(common.SpatialBlocks):
 
 
 
-def cnn(num_classes=10, *, rngs, **kwargs):
-  return CNN(num_classes, rngs=rngs, **kwargs)
-
-
-def dcn(num_classes=10, *, rngs, deformable=2, **kwargs):
-  """CNN whose last two convs are deformable (DCN v1)."""
-  return CNN(num_classes, deformable=deformable, rngs=rngs, **kwargs)
-
-
-def dcnv2(num_classes=10, *, rngs, deformable=2, **kwargs):
-  """CNN whose last two convs are modulated deformable convs (DCN v2)."""
-  return CNN(num_classes, deformable=deformable, modulated=True, rngs=rngs, **kwargs)
+cnn = common.register(CNN, 'cnn')
+dcn = common.register(CNN, 'dcn', defaults=dict(deformable=2))  # the last two convs
+dcnv2 = common.register(CNN, 'dcnv2', defaults=dict(deformable=2), modulated=True)
+MODELS = {b.__name__: b for b in (cnn, dcn, dcnv2)}  # This family's registry entries.

@@ -102,3 +102,22 @@ class SpatialBlocks(Representable):
 def pool_flags(depth: int, pools: int) -> list[bool]:
   """Pool after each of the first `pools` blocks."""
   return [i < pools for i in range(depth)]
+
+
+def register(cls, name: str, *, defaults: dict | None = None, **fixed):
+  """A registry entry: `build(num_classes, rngs=..., **kwargs)` -> cls(num_classes, ...).
+
+  `fixed` keywords are the entry's own (a config may not set them);
+  `defaults` are keywords a config may override (e.g. dcn's deformable=2).
+  The builder carries `model_class`, `fixed_kwargs` and `default_kwargs`, so
+  `models.get_model` checks a config's keywords against cls.__init__ less the
+  fixed ones, and `models.model_defaults` knows every default.
+  """
+  defaults = dict(defaults or {})
+
+  def build(num_classes: int = 10, *, rngs, **kwargs):
+    return cls(num_classes, rngs=rngs, **fixed, **{**defaults, **kwargs})
+  build.__name__ = build.__qualname__ = name
+  build.__doc__ = f'{cls.__name__} with {fixed or defaults or "its defaults"}.'
+  build.model_class, build.fixed_kwargs, build.default_kwargs = cls, dict(fixed), defaults
+  return build

@@ -169,13 +169,7 @@ def _shared_norm_block(block: common.Block, levels):
   return convs, outs
 
 
-def dss_v1(num_classes=10, *, rngs, **kwargs):
-  return DSS(num_classes, rngs=rngs, **kwargs)
-
-
-def dss_v2(num_classes=10, *, rngs, **kwargs):
-  return DSSv2(num_classes, rngs=rngs, **kwargs)
-
-
-def deform_dss(num_classes=10, *, rngs, **kwargs):
-  return DSS(num_classes, deformable=True, rngs=rngs, **kwargs)
+dss_v1 = common.register(DSS, 'dss_v1')
+dss_v2 = common.register(DSSv2, 'dss_v2')
+deform_dss = common.register(DSS, 'deform_dss', deformable=True)
+MODELS = {b.__name__: b for b in (dss_v1, dss_v2, deform_dss)}  # This family's entries.

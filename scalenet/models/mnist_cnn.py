@@ -5,7 +5,7 @@ from __future__ import annotations
 from flax import nnx
 
 from scalenet import layers
-from scalenet.models import mnist_common as mc
+from scalenet.models import common, mnist_common as mc
 
 # Widths of the study's deformable models in the harness: 0.9 x mc.WIDTHS,
 # which pays for their offset branches within 1% of mnist_cnn_28's count.
@@ -46,8 +46,8 @@ class MnistCNN(mc.ConvStages):
                             in zip(channels, mc.pool_geometry(self.upsample))])
     self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
-mnist_cnn_28 = mc.factory(MnistCNN, 'mnist_cnn_28', upsample=1)
-mnist_cnn_56 = mc.factory(MnistCNN, 'mnist_cnn_56', upsample=2)
+mnist_cnn_28 = common.register(MnistCNN, 'mnist_cnn_28', upsample=1)
+mnist_cnn_56 = common.register(MnistCNN, 'mnist_cnn_56', upsample=2)
 
 
 class MnistDCN(mc.ConvStages):
@@ -91,4 +91,8 @@ class MnistDCN(mc.ConvStages):
     self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
 
-mnist_dcn_28 = mc.factory(MnistDCN, 'mnist_dcn_28', upsample=1)
+mnist_dcn_28 = common.register(MnistDCN, 'mnist_dcn_28', upsample=1)
+
+# This family's registry entries.
+MODELS = {b.__name__: b for b in (
+    mnist_cnn_28, mnist_cnn_56, mnist_dcn_28)}

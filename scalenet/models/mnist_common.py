@@ -175,17 +175,3 @@ class ConvStages(common.Representable):
 
   def scale_actions(self):
     return {**common.block_actions(len(self.convs), reps.SPATIAL), 'logits': reps.INVARIANT}
-
-
-def factory(cls, name: str, **fixed):
-  """The registry's builder of model `name`: cls(num_classes, rngs=rngs, **fixed, **kwargs).
-
-  It carries `model_class` and `fixed_kwargs`, so `get_model` checks a
-  config's keywords against cls.__init__ less the fixed ones.
-  """
-  def build(num_classes: int = 10, *, rngs: nnx.Rngs, **kwargs):
-    return cls(num_classes, rngs=rngs, **fixed, **kwargs)
-  build.__name__ = build.__qualname__ = name
-  build.__doc__ = f'{cls.__name__} with {fixed or "its defaults"}.'
-  build.model_class, build.fixed_kwargs = cls, dict(fixed)
-  return build

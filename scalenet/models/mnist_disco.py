@@ -109,4 +109,6 @@ class MNISTDISCO(common.Representable):
             'block2.conv': space, 'block2': reps.SPATIAL, 'logits': reps.INVARIANT}
 
 
-mnist_disco = mnist_common.factory(MNISTDISCO, 'mnist_disco')
+mnist_disco = common.register(MNISTDISCO, 'mnist_disco')
+
+MODELS = {b.__name__: b for b in (mnist_disco,)}  # This family's registry entries.

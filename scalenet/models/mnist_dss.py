@@ -138,10 +138,10 @@ class MnistDSSScalar(_DSSBase):
                (('.conv', reps.scale_space(BASE)), ('', reps.SPATIAL))},
             'logits': reps.INVARIANT}
 
-mnist_dss_vector_28 = mc.factory(MnistDSSVector, 'mnist_dss_vector_28', upsample=1)
-mnist_dss_vector_56 = mc.factory(MnistDSSVector, 'mnist_dss_vector_56', upsample=2)
-mnist_dss_scalar_28 = mc.factory(MnistDSSScalar, 'mnist_dss_scalar_28', upsample=1)
-mnist_dss_scalar_56 = mc.factory(MnistDSSScalar, 'mnist_dss_scalar_56', upsample=2)
+mnist_dss_vector_28 = common.register(MnistDSSVector, 'mnist_dss_vector_28', upsample=1)
+mnist_dss_vector_56 = common.register(MnistDSSVector, 'mnist_dss_vector_56', upsample=2)
+mnist_dss_scalar_28 = common.register(MnistDSSScalar, 'mnist_dss_scalar_28', upsample=1)
+mnist_dss_scalar_56 = common.register(MnistDSSScalar, 'mnist_dss_scalar_56', upsample=2)
 
 
 class MnistDeformDSS(MnistDSSVector):
@@ -240,5 +240,10 @@ class MnistDSSv2(common.Representable):
     return {'lift': space, **common.block_actions(3, space), 'logits': reps.INVARIANT}
 
 
-mnist_deform_dss_28 = mc.factory(MnistDeformDSS, 'mnist_deform_dss_28', upsample=1)
-mnist_dss_v2_28 = mc.factory(MnistDSSv2, 'mnist_dss_v2_28', upsample=1)
+mnist_deform_dss_28 = common.register(MnistDeformDSS, 'mnist_deform_dss_28', upsample=1)
+mnist_dss_v2_28 = common.register(MnistDSSv2, 'mnist_dss_v2_28', upsample=1)
+
+# This family's registry entries.
+MODELS = {b.__name__: b for b in (
+    mnist_dss_vector_28, mnist_dss_vector_56, mnist_dss_scalar_28, mnist_dss_scalar_56,
+    mnist_deform_dss_28, mnist_dss_v2_28)}

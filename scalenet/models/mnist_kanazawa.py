@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import conv, pooling
-from scalenet.models import interpolation, mnist_common as mc
+from scalenet.models import common, interpolation, mnist_common as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's image scales.
 
@@ -93,5 +93,9 @@ class MnistKanazawa(mc.ConvStages):
 
 
 
-mnist_kanazawa_28 = mc.factory(MnistKanazawa, 'mnist_kanazawa_28', upsample=1)
-mnist_kanazawa_56 = mc.factory(MnistKanazawa, 'mnist_kanazawa_56', upsample=2)
+mnist_kanazawa_28 = common.register(MnistKanazawa, 'mnist_kanazawa_28', upsample=1)
+mnist_kanazawa_56 = common.register(MnistKanazawa, 'mnist_kanazawa_56', upsample=2)
+
+# This family's registry entries.
+MODELS = {b.__name__: b for b in (
+    mnist_kanazawa_28, mnist_kanazawa_56)}

@@ -200,7 +200,7 @@ def variant_kwargs(name: str) -> dict:
 
 
 def _factory(name: str):
-  return mnist_common.factory(MNISTSES, name, **variant_kwargs(name))
+  return common.register(MNISTSES, name, **variant_kwargs(name))
 
 
 mnist_ses_scalar_28 = _factory('mnist_ses_scalar_28')
@@ -211,3 +211,8 @@ mnist_ses_vector_28 = _factory('mnist_ses_vector_28')
 mnist_ses_vector_28p = _factory('mnist_ses_vector_28p')
 mnist_ses_vector_56 = _factory('mnist_ses_vector_56')
 mnist_ses_vector_56p = _factory('mnist_ses_vector_56p')
+
+# This family's registry entries.
+MODELS = {b.__name__: b for b in (
+    mnist_ses_scalar_28, mnist_ses_scalar_28p, mnist_ses_scalar_56, mnist_ses_scalar_56p,
+    mnist_ses_vector_28, mnist_ses_vector_28p, mnist_ses_vector_56, mnist_ses_vector_56p)}

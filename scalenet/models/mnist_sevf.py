@@ -266,7 +266,11 @@ class MnistSEVFVector(common.Representable):
 
 
 
-mnist_sevf_scalar_28 = mc.factory(MnistSEVFScalar, 'mnist_sevf_scalar_28', upsample=1)
-mnist_sevf_scalar_56 = mc.factory(MnistSEVFScalar, 'mnist_sevf_scalar_56', upsample=2)
-mnist_sevf_vector_28 = mc.factory(MnistSEVFVector, 'mnist_sevf_vector_28', upsample=1)
-mnist_sevf_vector_56 = mc.factory(MnistSEVFVector, 'mnist_sevf_vector_56', upsample=2)
+mnist_sevf_scalar_28 = common.register(MnistSEVFScalar, 'mnist_sevf_scalar_28', upsample=1)
+mnist_sevf_scalar_56 = common.register(MnistSEVFScalar, 'mnist_sevf_scalar_56', upsample=2)
+mnist_sevf_vector_28 = common.register(MnistSEVFVector, 'mnist_sevf_vector_28', upsample=1)
+mnist_sevf_vector_56 = common.register(MnistSEVFVector, 'mnist_sevf_vector_56', upsample=2)
+
+# This family's registry entries.
+MODELS = {b.__name__: b for b in (
+    mnist_sevf_scalar_28, mnist_sevf_scalar_56, mnist_sevf_vector_28, mnist_sevf_vector_56)}

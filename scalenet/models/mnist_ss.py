@@ -145,7 +145,9 @@ class MNISTSS(common.Representable):
     return {**common.block_actions(3, reps.SPATIAL), 'logits': reps.INVARIANT}
 
 
-mnist_ss_28 = mnist_common.factory(MNISTSS, 'mnist_ss_28', kernel_sizes=(5, 7, 9, 11, 13),
+mnist_ss_28 = common.register(MNISTSS, 'mnist_ss_28', kernel_sizes=(5, 7, 9, 11, 13),
                                    pool_size=4, upsample=1)
-mnist_ss_56 = mnist_common.factory(MNISTSS, 'mnist_ss_56', kernel_sizes=(7, 9, 11, 13, 15, 17),
+mnist_ss_56 = common.register(MNISTSS, 'mnist_ss_56', kernel_sizes=(7, 9, 11, 13, 15, 17),
                                    pool_size=8, upsample=2)
+
+MODELS = {b.__name__: b for b in (mnist_ss_28, mnist_ss_56)}  # This family's registry entries.

@@ -170,5 +170,7 @@ class MnistXu(common.Representable):
 
 
 
-mnist_xu_28 = mc.factory(MnistXu, 'mnist_xu_28', upsample=1)
-mnist_xu_56 = mc.factory(MnistXu, 'mnist_xu_56', upsample=2)
+mnist_xu_28 = common.register(MnistXu, 'mnist_xu_28', upsample=1)
+mnist_xu_56 = common.register(MnistXu, 'mnist_xu_56', upsample=2)
+
+MODELS = {b.__name__: b for b in (mnist_xu_28, mnist_xu_56)}  # This family's registry entries.

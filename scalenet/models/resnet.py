@@ -99,11 +99,6 @@ class ResNetScale(common.Representable):
             'logits': reps.INVARIANT}
 
 
-def resnet_scale(num_classes=10, *, rngs, **kwargs):
-  return ResNetScale(num_classes, rngs=rngs, **kwargs)
-
-
-def resnet50_scale(num_classes=10, *, rngs, **kwargs):
-  if 'stage_sizes' in kwargs:
-    raise ValueError("resnet50_scale fixes stage_sizes=(3, 4, 6, 3); use 'resnet_scale'.")
-  return ResNetScale(num_classes, stage_sizes=(3, 4, 6, 3), rngs=rngs, **kwargs)
+resnet_scale = common.register(ResNetScale, 'resnet_scale')
+resnet50_scale = common.register(ResNetScale, 'resnet50_scale', stage_sizes=(3, 4, 6, 3))
+MODELS = {b.__name__: b for b in (resnet_scale, resnet50_scale)}  # This family's entries.

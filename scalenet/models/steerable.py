@@ -93,9 +93,6 @@ class SSCNN(common.SpatialBlocks):
 
 
 
-def sesn(num_classes=10, *, rngs, **kwargs):
-  return SESN(num_classes, rngs=rngs, **kwargs)
-
-
-def sscnn(num_classes=10, *, rngs, **kwargs):
-  return SSCNN(num_classes, rngs=rngs, **kwargs)
+sesn = common.register(SESN, 'sesn')
+sscnn = common.register(SSCNN, 'sscnn')
+MODELS = {b.__name__: b for b in (sesn, sscnn)}  # This family's registry entries.
