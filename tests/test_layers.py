@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalenet import bases, layers
+from scalenet import layers
+from scalenet.bases import hermite
 
 
 def _conv_same(x, k):
@@ -15,7 +16,7 @@ def _conv_same(x, k):
 
 @pytest.mark.parametrize('mode', ['lift', 'group', 'max'])
 def test_steerable_conv_matches_a_per_scale_per_level_reference(mode):
-  basis = bases.hermite_gaussian_basis(5, (1.0, 1.3, 1.7), 3)  # [F, S, k, k]
+  basis = hermite.hermite_gaussian_basis(5, (1.0, 1.3, 1.7), 3)  # [F, S, k, k]
   cin, cout, s = 3, 4, basis.shape[1]
   conv = layers.SteerableConv(cin, cout, basis, mode=mode, interaction=2, rngs=nnx.Rngs(0))
   conv.bias[...] = jnp.arange(cout, dtype=jnp.float32) * 0.1

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalenet import disco_basis, equivariance, models, ses_basis
+from scalenet import equivariance, models
+from scalenet.bases import disco as disco_basis, hermite as ses_basis
 from scalenet.data import readers
 from scalenet.models import mnist_ses
 from tests.train_steps import adam_losses

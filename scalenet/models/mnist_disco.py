@@ -4,7 +4,7 @@
 
 Follows ISosnovik/disco, models/mnist_disco_models.py (MNIST_DISCO,
 mnist_disco) with the basis of models/basis/disco.py (DISCOBasisB), computed
-by `scalenet.disco_basis` (a closed-form minimiser of the reference's basis
+by `scalenet.bases.disco` (a closed-form minimiser of the reference's basis
 loss; see there) and cached as .npy under `basis_dir`. Defaults are the
 reference's Scale-MNIST run of exp_mnist.sh (basis_min_scale 1.9,
 basis_mult 1.5); its "+" run (scale augmentation) uses mult=1.9.
@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import disco_basis, pooling, representations as reps, ses_basis
+from scalenet import pooling, representations as reps
+from scalenet.bases import disco, hermite
 from scalenet.models import common, mnist_common
 from scalenet.models.mnist_ses import SESConv
 
@@ -76,10 +77,10 @@ class MNISTDISCO(common.Representable):
                basis_dir: str | None = DEFAULT_BASIS_DIR, rngs: nnx.Rngs):
     channels = mnist_common.check_widths(channels)
     upsample = mnist_common.check_upsample(upsample)
-    self.scales = ses_basis.reference_scales(1.0, factor, num_scales)
-    self.ratio = ses_basis.scale_ratio(factor, num_scales)
+    self.scales = hermite.reference_scales(1.0, factor, num_scales)
+    self.ratio = hermite.scale_ratio(factor, num_scales)
     self.pool_size, self.upsample = pool_size, upsample
-    basis = disco_basis.disco_basis(kernel_size, self.scales, effective_size=effective_size,
+    basis = disco.disco_basis(kernel_size, self.scales, effective_size=effective_size,
                                     min_scale=min_scale, mult=mult, max_order=max_order,
                                     cache_dir=basis_dir)
     widths = (in_channels, *channels)

@@ -19,7 +19,7 @@ with scale_size 1, SESMaxProjection). Deliberate differences:
     kaiming_uniform with a = sqrt(5): U(+-1/sqrt(fan_in)), zero conv biases).
   * The head, pooling and up-sampling are `mnist_common`'s (which names its
     own differences: BatchNorm momentum, flattening order).
-The basis is `ses_basis.steerable_hermite_basis` (the reference's basis B;
+The basis is `hermite.steerable_hermite_basis` (the reference's basis B;
 see that module for its scale rounding). The scale-space representations
 declare the nominal ratio q = factor^(1/(num_scales-1)) between levels, not
 the ratios of the rounded scales (e.g. 2.83 / 2 instead of sqrt(2)).
@@ -46,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, pooling, representations as reps, ses_basis
+from scalenet import conv, pooling, representations as reps
+from scalenet.bases import hermite
 from scalenet.models import common, mnist_common
 
 
@@ -119,9 +120,9 @@ class MNISTSES(common.Representable):
   Args:
     num_classes: logits size.
     vector: the vector variant (else scalar).
-    min_scale, factor, num_scales: basis scales, `ses_basis.reference_scales`.
+    min_scale, factor, num_scales: basis scales, `hermite.reference_scales`.
     kernel_size: size of every kernel (all levels are zero-padded to it).
-    mult: width multiplier of the Hermite basis (`ses_basis`).
+    mult: width multiplier of the Hermite basis (`bases.hermite`).
     pool_size: window of the last max pool.
     upsample: integer up-sampling of the input (nearest) before block 0.
     channels: widths of the three blocks (reference: 32, 63, 95).
@@ -139,10 +140,10 @@ class MNISTSES(common.Representable):
                max_order: int = 4, in_channels: int = 1, rngs: nnx.Rngs):
     channels = mnist_common.check_widths(channels)
     upsample = mnist_common.check_upsample(upsample)
-    self.scales = ses_basis.reference_scales(min_scale, factor, num_scales)
-    self.ratio = ses_basis.scale_ratio(factor, num_scales)
+    self.scales = hermite.reference_scales(min_scale, factor, num_scales)
+    self.ratio = hermite.scale_ratio(factor, num_scales)
     self.vector, self.pool_size, self.upsample = vector, pool_size, upsample
-    basis = ses_basis.steerable_hermite_basis(kernel_size, self.scales, num_funcs=num_funcs,
+    basis = hermite.steerable_hermite_basis(kernel_size, self.scales, num_funcs=num_funcs,
                                               max_order=max_order, mult=mult)
     widths = (in_channels, *channels)
     modes = ('lift', 'levels', 'levels') if vector else ('lift',) * 3

@@ -5,7 +5,7 @@
 Follows ISosnovik/sesn, models/mnist_ss.py (MNIST_SS, mnist_ss_28,
 mnist_ss_56) and models/impl/scale_steerable.py (ScaleConv_steering,
 steerable_conv). Each conv learns complex coefficients [K, Cin, Cout, P] of
-K = 3 log-radial frequencies x P = 9 directions (`ss_basis`), builds one
+K = 3 log-radial frequencies x P = 9 directions (`bases.log_radial`), builds one
 kernel per size in `kernel_sizes` by steering the coefficients to the scale
 size / base_size and cropping the filters to that size, convolves with
 each (zero padding size // 2) and keeps the maximum over sizes, then relu.
@@ -36,7 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import pooling, representations as reps, ss_basis
+from scalenet import pooling, representations as reps
+from scalenet.bases import log_radial
 from scalenet.models import common, mnist_common
 from scalenet.models.mnist_ses import lift_conv
 
@@ -69,15 +70,15 @@ class ScaleSteeringConv(nnx.Module):
   def __init__(self, in_features: int, out_features: int, *, kernel_sizes, base_size: int = 11,
                rngs: nnx.Rngs):
     kernel_sizes = tuple(int(k) for k in kernel_sizes)
-    real, imag, k_eff = ss_basis.filter_bank(max(kernel_sizes))
+    real, imag, k_eff = log_radial.filter_bank(max(kernel_sizes))
     n = max(kernel_sizes)
-    pad = lambda f, k: np.pad(ss_basis.crop_centre(f, k), ((0, 0), (0, 0), ((n - k) // 2,) * 2,
+    pad = lambda f, k: np.pad(log_radial.crop_centre(f, k), ((0, 0), (0, 0), ((n - k) // 2,) * 2,
                                                              ((n - k) // 2,) * 2))
     # Filters cropped to each size then zero-padded back: [S, K, P, n, n].
     self.real = nnx.data(jnp.asarray(np.stack([pad(real, k) for k in kernel_sizes])))
     self.imag = nnx.data(jnp.asarray(np.stack([pad(imag, k) for k in kernel_sizes])))
     self.phases = nnx.data(jnp.asarray(np.stack(
-        [ss_basis.steering_phases(k_eff, k / base_size) for k in kernel_sizes]), jnp.float32))
+        [log_radial.steering_phases(k_eff, k / base_size) for k in kernel_sizes]), jnp.float32))
     num_k, num_p = real.shape[:2]
     # The reference's init: U(+-sqrt(2 / (P Cin Cout))) for unit-norm filters.
     bound = np.sqrt(2.0 / (num_p * in_features * out_features))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from flax import nnx
 
-from scalenet import bases, layers, pooling, representations as reps
+from scalenet import layers, pooling, representations as reps
+from scalenet.bases import hermite, log_radial
 from scalenet.models import common
 
 
@@ -50,7 +51,7 @@ class SESN(common.Representable):
       raise ValueError(f'ratio must be > 1; got {ratio!r}.')
     self.ratio = float(ratio)
     scales = [min_scale * self.ratio**j for j in range(num_scales)]
-    basis = bases.hermite_gaussian_basis(kernel_size, scales, basis_order)
+    basis = hermite.hermite_gaussian_basis(kernel_size, scales, basis_order)
     widths = (in_channels, *channels)
     blocks = []
     for i, pool in enumerate(common.pool_flags(len(channels), pools)):
@@ -82,7 +83,7 @@ class SSCNN(common.SpatialBlocks):
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
                channels=(32, 64, 96), scales=(1.0, 1.41, 2.0), kernel_size: int = 7,
                radial: int = 3, angular: int = 3, pools: int = 2, rngs: nnx.Rngs):
-    basis = bases.log_radial_harmonic_basis(kernel_size, scales, radial, angular)
+    basis = log_radial.log_radial_harmonic_basis(kernel_size, scales, radial, angular)
     widths = (in_channels, *channels)
     self.blocks = nnx.List([
         common.Block(layers.SteerableConv(widths[i], widths[i + 1], basis, mode='max',

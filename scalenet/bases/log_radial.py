@@ -1,6 +1,11 @@
-"""The log-radial harmonic filters of SS-CNN, as the published SESN harness builds them (numpy).
+"""Log-radial harmonic filter bases (numpy, built once): the study's and SS-CNN's.
 
-  real, imag, k_eff = log_radial_filters(13, phi0=0.0, sigma_phi=pi/16, k=1.0, phase=-pi/4)
+  * `log_radial_harmonic_basis` (the study's SS-CNN, `models.steerable`):
+    psi_{j,m}(r, theta) = w(r) cos(2 pi j log(r) / log(R) + phase)
+    {cos, sin}(m theta) with a smooth radial window w; rescaling by lambda
+    only shifts the log-radial phase, which makes the filters scale-steerable.
+  * `filter_bank` and friends (the published harness's SS-CNN,
+    `models.mnist_ss`): real, imag, k_eff = log_radial_filters(13, phi0=0.0, sigma_phi=pi/16, k=1.0, phase=-pi/4)
 
 A filter is an angular Gaussian bump around direction phi0 (and phi0 + pi),
 divided by the radius r, times a log-radial harmonic of frequency k:
@@ -27,6 +32,33 @@ References:
 from __future__ import annotations
 
 import numpy as np
+
+from scalenet.bases.hermite import _grid
+
+
+def log_radial_harmonic_basis(size: int, scales, radial: int, angular: int) -> np.ndarray:
+  """[F, S, size, size] basis, F = radial * (2 * angular + 1) + 1 (centre tap)."""
+  yy, xx = _grid(size)
+  funcs = []
+  for j, lam in enumerate(scales):
+    r = np.hypot(yy, xx) / lam
+    theta = np.arctan2(yy, xx)
+    logr = np.log(np.maximum(r, 1e-6))
+    rmax = (size - 1) / 2 / lam
+    window = np.where(r > 0, np.exp(-(logr - np.log(max(rmax, 1.01) / 2)) ** 2 / 0.5), 0.0)
+    level = []
+    for k in range(radial):
+      radial_part = window * np.cos(2 * np.pi * k * logr / np.log(size) + 0.5 * k)
+      level.append(radial_part)
+      for m in range(1, angular + 1):
+        level.append(radial_part * np.cos(m * theta))
+        level.append(radial_part * np.sin(m * theta))
+    centre = np.exp(-(r * lam) ** 2 / (2 * (0.5 * lam) ** 2))
+    level.append(centre)
+    funcs.append(np.stack(level) / lam**2)
+  basis = np.stack(funcs, axis=1)  # [F, S, k, k]
+  norms = np.linalg.norm(basis[:, 0], axis=(-2, -1), keepdims=True)
+  return (basis / np.maximum(norms[:, None], 1e-8)).astype(np.float32)
 
 
 def _angular_distance(phi: np.ndarray, phi0: float) -> np.ndarray:

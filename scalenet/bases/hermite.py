@@ -1,4 +1,11 @@
-"""The multi-scale Hermite-Gaussian basis of the published SESN models (numpy, built once).
+"""Hermite-Gaussian filter bases (numpy, built once): the study's and the published SESN's.
+
+  * `hermite_gaussian_basis` (the study's SESN, `models.steerable`):
+    psi_{sigma,n,m}(x, y) = H_n(x / sigma) H_m(y / sigma)
+    exp(-(x^2 + y^2) / (2 sigma^2)) / sigma^2 on a k x k grid per scale,
+    every function normalised by its norm at the smallest scale.
+  * `steerable_hermite_basis` (the published SESN models, `models.mnist_ses`,
+    and DISCO's widths), below:
 
   basis = steerable_hermite_basis(size, scales, num_funcs=49, max_order=4, mult=1.5)
   basis.shape == (num_funcs, len(scales), size, size)    # [F, S, k, k]
@@ -18,7 +25,7 @@ Every function is divided by its norm at the smallest scale, so the levels of
 one function keep the relation psi_{a sigma}(a t) = psi_sigma(t) / a^2 of the
 continuous functions.
 
-This is not `bases.hermite_gaussian_basis`: that one has no widths below
+`hermite_gaussian_basis` differs: it has no widths below
 sigma (its functions are all orders n + m < order at one width), and samples
 every scale on the full grid.
 
@@ -40,6 +47,25 @@ import math
 
 import numpy as np
 from numpy.polynomial import hermite_e
+
+
+def _grid(size: int):
+  r = (size - 1) / 2
+  return np.mgrid[-r:r + 1, -r:r + 1]
+
+
+def hermite_gaussian_basis(size: int, scales, order: int) -> np.ndarray:
+  """[F, S, size, size] basis, F = order * (order + 1) / 2 (n + m < order)."""
+  yy, xx = _grid(size)
+  pairs = [(n, m) for n in range(order) for m in range(order) if n + m < order]
+  basis = np.zeros((len(pairs), len(scales), size, size))
+  for f, (n, m) in enumerate(pairs):
+    cn, cm = np.eye(order)[n], np.eye(order)[m]
+    for j, s in enumerate(scales):
+      g = np.exp(-(xx**2 + yy**2) / (2 * s**2)) / s**2
+      basis[f, j] = hermite_e.hermeval(yy / s, cn) * hermite_e.hermeval(xx / s, cm) * g
+    basis[f] /= np.linalg.norm(basis[f, 0])
+  return basis.astype(np.float32)
 
 
 def scale_ratio(factor: float, num_scales: int) -> float:

@@ -30,7 +30,7 @@ Measured once against that file (size 15, scales 1, 1.26, 1.59, 2; not in
 the tests): the proxies differ by 1.2% (level 1.26) and 2.0% (level 1.59) in
 relative L2 norm, and ours has the lower expected loss (2): 408.763 vs 408.892.
 
-The model's basis is then the 49 Hermite functions of `ses_basis`
+The model's basis is then the 49 Hermite functions of `bases.hermite`
 (hermite_varying_width on the effective_size grid, width min_scale,
 multiplier mult) expressed in the proxy at every scale, normalised by the
 norm at the smallest scale (the reference's DISCOBasisB).
@@ -48,7 +48,7 @@ import os
 
 import numpy as np
 
-from scalenet import ses_basis
+from scalenet.bases import hermite
 
 # Pixels of the reference's random images, i.i.d. uniform on [0, 1]: its
 # torchvision FakeData images through ToTensor measured mean 0.499, variance
@@ -263,13 +263,13 @@ def disco_basis(size: int, scales, *, effective_size: int = 7, min_scale: float 
     scales: basis scales (ascending; the integer ones anchor the solution).
     effective_size: the proxy's grid (F = effective_size^2 functions).
     min_scale: width of the widest Hermite-Gaussian on the effective grid.
-    mult: ratio of the Hermite-Gaussian widths (`ses_basis.hermite_varying_width`).
+    mult: ratio of the Hermite-Gaussian widths (`hermite.hermite_varying_width`).
     max_order: Hermite orders n + m <= max_order per width.
     cache_dir: where the proxy is cached (None: solve every time).
   """
   proxy = proxy_basis(size, scales, effective_size=effective_size, cache_dir=cache_dir)
   nf = effective_size**2
-  hermite = ses_basis.hermite_varying_width(effective_size, min_scale, num_funcs=nf,
-                                            max_order=max_order, mult=mult).reshape(nf, nf)
-  basis = np.einsum('fk,ksyx->fsyx', hermite, proxy)
-  return ses_basis.normalize_by_min_scale(basis).astype(np.float32)
+  herm = hermite.hermite_varying_width(effective_size, min_scale, num_funcs=nf,
+                                       max_order=max_order, mult=mult).reshape(nf, nf)
+  basis = np.einsum('fk,ksyx->fsyx', herm, proxy)
+  return hermite.normalize_by_min_scale(basis).astype(np.float32)
