@@ -204,13 +204,3 @@ class SteerableConv(nnx.Module):
     xs = scale_convolution._interaction_stack(x, self.interaction)
     y = jnp.stack([conv.conv2d(xs[:, j], kern[j], padding='SAME') for j in range(s)], axis=1)
     return y + self.bias[...]
-
-
-def max_pool(x, window: int = 2, padding: str = 'VALID'):
-  """2-D max pooling of [B, H, W, C] or, level by level, [B, S, H, W, C].
-
-  Stride = window; `padding` 'VALID' or 'SAME' as in lax.reduce_window
-  (`pooling.max_pool` computes it, with a faster backward on CPU).
-  """
-  pads = conv.resolve_padding(padding, x.shape[-3:-1], (window, window), window, 1)
-  return pooling.max_pool(x, window, pads)

@@ -1,6 +1,10 @@
 """Non-overlapping 2-D max pooling (stride = window) with a cheap backward.
 
-  max_pool(x, window, pads) == lax.reduce_window(x, -inf, max, window, window, pads)
+  max_pool(x, window, padding) == lax.reduce_window(x, -inf, max, window, window, pads)
+
+The one max-pool entry point of the project: `padding` is 'VALID', 'SAME'
+(as lax.reduce_window), an int (both sides of both axes, PyTorch's
+MaxPool2d(padding=...)) or lax's ((top, bottom), (left, right)).
 
 values and gradients alike: in a tie the first pixel of the window in
 row-major order takes the whole gradient, as reduce_window's (and PyTorch's
@@ -68,15 +72,31 @@ def _pool_bwd(window, res, g):
 _pool.defvjp(_pool_fwd, _pool_bwd)
 
 
-def max_pool(x: jax.Array, window: int, pads=((0, 0), (0, 0))) -> jax.Array:
+def _resolve(padding, size, window: int):
+  """lax-style ((top, bottom), (left, right)) of `padding` for stride = window."""
+  if isinstance(padding, str):
+    if padding == 'VALID':
+      return ((0, 0), (0, 0))
+    if padding != 'SAME':
+      raise ValueError(f"max_pool padding must be 'VALID', 'SAME', an int or pairs; "
+                       f'got {padding!r}.')
+    totals = [max((-(-n // window) - 1) * window + window - n, 0) for n in size]
+    return tuple((t // 2, t - t // 2) for t in totals)
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  return tuple((int(lo), int(hi)) for lo, hi in padding)
+
+
+def max_pool(x: jax.Array, window: int, padding='VALID') -> jax.Array:
   """Max pooling of [..., H, W, C] over window x window cells, stride = window.
 
   Args:
     x: [..., H, W, C] (any number of leading axes: batch, scale levels).
     window: cell size and stride.
-    pads: ((top, bottom), (left, right)) of -inf padding, lax-style. Cells
-      are taken in floor mode: rows or columns that do not fill a cell are
-      dropped, as reduce_window with 'VALID' after padding does.
+    padding: 'VALID', 'SAME', an int, or ((top, bottom), (left, right)) of
+      -inf padding. Cells are taken in floor mode: rows or columns that do
+      not fill a cell are dropped, as reduce_window with 'VALID' after
+      padding does.
 
   Returns:
     [..., H', W', C] with H' = (H + top + bottom) // window (likewise W').
@@ -90,6 +110,7 @@ def max_pool(x: jax.Array, window: int, pads=((0, 0), (0, 0))) -> jax.Array:
   if int(window) != window or window < 1:
     raise ValueError(f'max_pool window must be a positive integer; got {window!r}.')
   window = int(window)
+  pads = _resolve(padding, x.shape[-3:-1], window)
   (pt, pb), (pl, pr) = pads
   if min(pt, pb, pl, pr) < 0:
     raise ValueError(f'max_pool padding must be >= 0; got {pads}.')

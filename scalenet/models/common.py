@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import layers, representations
+from scalenet import pooling, representations
 
 # Running-statistics momentum of every BatchNorm: new = 0.9 * old + 0.1 * batch,
 # PyTorch's default (momentum=0.1 there), which the reference DSS/SESN code
@@ -55,7 +55,7 @@ class Block(nnx.Module):
     """(conv output before relu, BatchNorm and pooling; block output)."""
     c = self.conv(x)
     y = self.bn(nnx.relu(c))
-    return c, (layers.max_pool(y, 2, self.pool_padding) if self.pool else y)
+    return c, (pooling.max_pool(y, 2, self.pool_padding) if self.pool else y)
 
   def __call__(self, x):
     return self.trace(x)[1]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import _checks, layers, representations as reps, scale_convolution, scale_space
-from scalenet import transforms
+from scalenet import pooling, transforms
 from scalenet.models import common
 
 
@@ -164,7 +164,7 @@ def _shared_norm_block(block: common.Block, levels):
   for c in convs:
     n = c.size // c.shape[-1]
     y = normed[start:start + n].reshape(c.shape)
-    outs.append(layers.max_pool(y, 2, block.pool_padding) if block.pool else y)
+    outs.append(pooling.max_pool(y, 2, block.pool_padding) if block.pool else y)
     start += n
   return convs, outs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flax import nnx
 
 from scalenet import layers
-from scalenet.models import common, mnist_common as mc
+from scalenet.models import common, harness as mc
 
 # Widths of the study's deformable models in the harness: 0.9 x mc.WIDTHS,
 # which pays for their offset branches within 1% of mnist_cnn_28's count.

@@ -13,7 +13,7 @@ Deliberate differences:
   * NHWC / [B, S, H, W, C] layouts: the head's dense layer sees the 2 x 2 x C3
     features flattened in (H, W, C) order, not (C, H, W); the same count.
   * Initialisation as in `mnist_ses`; the head, pooling and up-sampling are
-    `mnist_common`'s (which names its own differences).
+    `harness`'s (which names its own differences).
   * The scale-space representations declare the nominal ratio 2^(1/3) between
     levels; the basis is solved for the rounded scales 1, 1.26, 1.59, 2.
 
@@ -30,7 +30,7 @@ from flax import nnx
 
 from scalenet import pooling, representations as reps
 from scalenet.bases import disco, hermite
-from scalenet.models import common, mnist_common
+from scalenet.models import common, harness
 from scalenet.models.mnist_ses import SESConv
 
 DEFAULT_BASIS_DIR = 'data/disco'
@@ -75,8 +75,8 @@ class MNISTDISCO(common.Representable):
                pool_size: int = 8, upsample: int = 2, channels=(32, 63, 95),
                hidden: int = 256, dropout: float = 0.7, in_channels: int = 1,
                basis_dir: str | None = DEFAULT_BASIS_DIR, rngs: nnx.Rngs):
-    channels = mnist_common.check_widths(channels)
-    upsample = mnist_common.check_upsample(upsample)
+    channels = harness.check_widths(channels)
+    upsample = harness.check_upsample(upsample)
     self.scales = hermite.reference_scales(1.0, factor, num_scales)
     self.ratio = hermite.scale_ratio(factor, num_scales)
     self.pool_size, self.upsample = pool_size, upsample
@@ -88,13 +88,13 @@ class MNISTDISCO(common.Representable):
                                    mode='lift' if i == 0 else 'levels', rngs=rngs)
                            for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = mnist_common.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   rngs=rngs)
 
   def representations(self, x):
     """'block{i}.conv' [B, S, H, W, C]; 'block0', 'block1' per level; 'block2' [B, 2, 2, C]."""
     out = {}
-    x = mnist_common.upsample(x, self.upsample)
+    x = harness.upsample(x, self.upsample)
     for i in range(2):
       out[f'block{i}.conv'] = x = self.convs[i](x)
       out[f'block{i}'] = x = self.bns[i](window_pool(nnx.relu(x), 2, 2, 'avg'))

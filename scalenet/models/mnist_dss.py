@@ -19,8 +19,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import conv as conv_lib, layers, representations as reps, scale_convolution
-from scalenet import scale_space
-from scalenet.models import common, dss, mnist_cnn, mnist_common as mc
+from scalenet import pooling, scale_space
+from scalenet.models import common, dss, mnist_cnn, harness as mc
 
 NUM_SCALES = 2  # Levels of every lift.
 BASE = 2  # Scale ratio between levels, and the dilation base.
@@ -223,7 +223,7 @@ class MnistDSSv2(common.Representable):
     out = {'lift': dss._on_finest_grid(levels)}
     for i, (kernel, norm) in enumerate(zip(self.kernels, self.norms)):
       convs = [conv_lib.conv2d(z, kernel[...], padding=mc.KERNEL_SIZE // 2) for z in levels]
-      pooled = [mc.max_pool(nnx.relu(y), *self._pools(i, k)) for k, y in enumerate(convs)]
+      pooled = [pooling.max_pool(nnx.relu(y), *self._pools(i, k)) for k, y in enumerate(convs)]
       flat = norm(jnp.concatenate([p.reshape(-1, p.shape[-1]) for p in pooled]))
       levels, start = [], 0
       for p in pooled:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scalenet import conv, pooling
-from scalenet.models import common, interpolation, mnist_common as mc
+from scalenet.models import common, interpolation, harness as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's image scales.
 

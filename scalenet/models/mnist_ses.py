@@ -17,7 +17,7 @@ with scale_size 1, SESMaxProjection). Deliberate differences:
   * Basis coefficients are stored as [F, Cin, Cout] (the reference's
     [Cout, Cin, F]); initialisation is the reference's (PyTorch's
     kaiming_uniform with a = sqrt(5): U(+-1/sqrt(fan_in)), zero conv biases).
-  * The head, pooling and up-sampling are `mnist_common`'s (which names its
+  * The head, pooling and up-sampling are `harness`'s (which names its
     own differences: BatchNorm momentum, flattening order).
 The basis is `hermite.steerable_hermite_basis` (the reference's basis B;
 see that module for its scale rounding). The scale-space representations
@@ -48,7 +48,7 @@ from flax import nnx
 
 from scalenet import conv, pooling, representations as reps
 from scalenet.bases import hermite
-from scalenet.models import common, mnist_common
+from scalenet.models import common, harness
 
 
 def basis_kernels(weight: jax.Array, basis: jax.Array) -> jax.Array:
@@ -91,7 +91,7 @@ class SESConv(nnx.Module):
     self.mode = mode
     self.basis = nnx.data(jnp.asarray(basis, jnp.float32))  # fixed, not a parameter
     nf = basis.shape[0]
-    self.weight = nnx.Param(mnist_common.torch_uniform(in_features * nf)(
+    self.weight = nnx.Param(harness.torch_uniform(in_features * nf)(
         rngs.params(), (nf, in_features, out_features)))
     self.bias = nnx.Param(jnp.zeros((out_features,)))
 
@@ -138,8 +138,8 @@ class MNISTSES(common.Representable):
                pool_size: int = 4, upsample: int = 1, channels=(32, 63, 95),
                hidden: int = 256, dropout: float = 0.7, num_funcs: int = 49,
                max_order: int = 4, in_channels: int = 1, rngs: nnx.Rngs):
-    channels = mnist_common.check_widths(channels)
-    upsample = mnist_common.check_upsample(upsample)
+    channels = harness.check_widths(channels)
+    upsample = harness.check_upsample(upsample)
     self.scales = hermite.reference_scales(min_scale, factor, num_scales)
     self.ratio = hermite.scale_ratio(factor, num_scales)
     self.vector, self.pool_size, self.upsample = vector, pool_size, upsample
@@ -150,7 +150,7 @@ class MNISTSES(common.Representable):
     self.convs = nnx.List([SESConv(widths[i], widths[i + 1], basis, mode=modes[i], rngs=rngs)
                            for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = mnist_common.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   rngs=rngs)
 
   def _projects(self, i: int) -> bool:
@@ -159,13 +159,13 @@ class MNISTSES(common.Representable):
   def representations(self, x):
     """'block{i}.conv' [B, S, H, W, C] and 'block{i}' (per-level or projected), then 'logits'."""
     out = {}
-    x = mnist_common.upsample(x, self.upsample)
+    x = harness.upsample(x, self.upsample)
     for i, (conv_i, bn) in enumerate(zip(self.convs, self.bns)):
       out[f'block{i}.conv'] = x = conv_i(x)
       if self._projects(i):
         x = pooling.max_over(x, 1)
       x = nnx.relu(x)
-      x = mnist_common.max_pool(x, 2) if i < 2 else mnist_common.max_pool(x, self.pool_size, 2)
+      x = pooling.max_pool(x, 2) if i < 2 else pooling.max_pool(x, self.pool_size, 2)
       out[f'block{i}'] = x = bn(x)
     out['logits'] = self.head(x)
     return out

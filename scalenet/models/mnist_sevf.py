@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from scalenet import conv, pooling, representations as reps
-from scalenet.models import common, interpolation, mnist_common as mc
+from scalenet.models import common, interpolation, harness as mc
 
 SCALAR_WIDTHS = mc.WIDTHS  # (32, 63, 95)
 VECTOR_WIDTHS = (23, 45, 68)  # Two kernels per vector conv: narrower for ~the same count.

@@ -20,7 +20,7 @@ Deliberate differences:
     padding).
   * NHWC layouts; fc1 is the reference's 1x1 conv on the flattened features
     as a dense layer (the same parameters).
-  * The head, pooling and up-sampling are `mnist_common`'s (which names its
+  * The head, pooling and up-sampling are `harness`'s (which names its
     own differences); fc1 keeps the reference's bias.
 
 References:
@@ -38,7 +38,7 @@ from flax import nnx
 
 from scalenet import pooling, representations as reps
 from scalenet.bases import log_radial
-from scalenet.models import common, mnist_common
+from scalenet.models import common, harness
 from scalenet.models.mnist_ses import lift_conv
 
 
@@ -119,25 +119,25 @@ class MNISTSS(common.Representable):
                base_size: int = 11, pool_size: int = 4, upsample: int = 1,
                channels=(30, 60, 90), hidden: int = 256, dropout: float = 0.7,
                in_channels: int = 1, rngs: nnx.Rngs):
-    channels = mnist_common.check_widths(channels)
-    upsample = mnist_common.check_upsample(upsample)
+    channels = harness.check_widths(channels)
+    upsample = harness.check_upsample(upsample)
     self.pool_size, self.upsample = pool_size, upsample
     widths = (in_channels, *channels)
     self.convs = nnx.List([ScaleSteeringConv(widths[i], widths[i + 1],
                                              kernel_sizes=kernel_sizes, base_size=base_size,
                                              rngs=rngs) for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = mnist_common.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   fc1_bias=True, rngs=rngs)
 
   def representations(self, x):
     """'block{i}.conv' (max over sizes, before relu) and 'block{i}' [B, H, W, C], then 'logits'."""
     out = {}
-    x = mnist_common.upsample(x, self.upsample)
+    x = harness.upsample(x, self.upsample)
     for i in range(3):
       out[f'block{i}.conv'] = x = self.convs[i].pre_activation(x)
       x = nnx.relu(x)
-      x = mnist_common.max_pool(x, 2) if i < 2 else mnist_common.max_pool(x, self.pool_size, 2)
+      x = pooling.max_pool(x, 2) if i < 2 else pooling.max_pool(x, self.pool_size, 2)
       out[f'block{i}'] = x = self.bns[i](x)
     out['logits'] = self.head(x)
     return out

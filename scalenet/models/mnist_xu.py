@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from scalenet import conv, pooling, representations as reps
-from scalenet.models import common, interpolation, mnist_common as mc
+from scalenet.models import common, interpolation, harness as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's kernel scales.
 

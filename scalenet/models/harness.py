@@ -79,15 +79,6 @@ def upsample(x: jax.Array, factor: int) -> jax.Array:
   return x if factor == 1 else transforms.nearest_upsample(x, factor)
 
 
-def max_pool(x: jax.Array, window: int, padding: int = 0) -> jax.Array:
-  """PyTorch's MaxPool2d(window, padding=padding) on [B, H, W, C] or per level of [B, S, H, W, C].
-
-  Stride = window, floor mode: an axis of size n gives
-  floor((n + 2 padding - window) / window) + 1 cells, the padding -inf.
-  """
-  return pooling.max_pool(x, window, ((padding, padding), (padding, padding)))
-
-
 def pool_geometry(upsample_factor: int) -> list[tuple[int, int]]:
   """(window, padding) of the three blocks' max pools: 28 -> 14 -> 7 -> 2 (56 -> ... -> 2)."""
   return [(2, 0), (2, 0), (4 * upsample_factor, 2)]
@@ -124,7 +115,7 @@ class Stage(nnx.Module):
     self.norm = norm or None
 
   def __call__(self, y):
-    y = max_pool(nnx.relu(y), self.window, self.padding)
+    y = pooling.max_pool(nnx.relu(y), self.window, self.padding)
     return y if self.norm is None else self.norm(y)
 
 
