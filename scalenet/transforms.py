@@ -124,7 +124,13 @@ RescaleFn = Callable[[jax.Array, float], jax.Array]
 
 
 def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
-  """Integer nearest-neighbour up-sampling along the spatial axes (canvas grows)."""
+  """Integer nearest-neighbour up-sampling along the spatial axes (canvas grows).
+
+  The one nearest up-sampler (e.g. the _56 models' `nn.Upsample(scale_factor=2)`);
+  factor 1 returns x.
+  """
+  if factor == 1:
+    return x
   for a in axes:
     x = jnp.repeat(x, factor, axis=a)
   return x

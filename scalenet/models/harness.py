@@ -74,11 +74,6 @@ def he_normal(fan_in: int):
   return init
 
 
-def upsample(x: jax.Array, factor: int) -> jax.Array:
-  """The _56 models' `nn.Upsample(scale_factor=2)` (nearest) of [B, H, W, C]."""
-  return x if factor == 1 else transforms.nearest_upsample(x, factor)
-
-
 def pool_geometry(upsample_factor: int) -> list[tuple[int, int]]:
   """(window, padding) of the three blocks' max pools: 28 -> 14 -> 7 -> 2 (56 -> ... -> 2)."""
   return [(2, 0), (2, 0), (4 * upsample_factor, 2)]
@@ -160,7 +155,7 @@ class ConvStages(common.Representable):
 
   def representations(self, x):
     out = {}
-    x = run_blocks(self.convs, self.stages, upsample(x, self.upsample), out)
+    x = run_blocks(self.convs, self.stages, transforms.nearest_upsample(x, self.upsample), out)
     out['logits'] = self.head(x)
     return out
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import pooling, representations as reps
+from scalenet import pooling, representations as reps, transforms
 from scalenet.bases import disco, hermite
 from scalenet.models import common, harness
 from scalenet.models.mnist_ses import SESConv
@@ -94,7 +94,7 @@ class MNISTDISCO(common.Representable):
   def representations(self, x):
     """'block{i}.conv' [B, S, H, W, C]; 'block0', 'block1' per level; 'block2' [B, 2, 2, C]."""
     out = {}
-    x = harness.upsample(x, self.upsample)
+    x = transforms.nearest_upsample(x, self.upsample)
     for i in range(2):
       out[f'block{i}.conv'] = x = self.convs[i](x)
       out[f'block{i}'] = x = self.bns[i](window_pool(nnx.relu(x), 2, 2, 'avg'))

@@ -18,8 +18,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from scalenet import conv as conv_lib, layers, representations as reps, scale_convolution
-from scalenet import pooling, scale_space
+from scalenet import conv as conv_lib, layers, pooling, representations as reps
+from scalenet import scale_convolution, scale_space, transforms
 from scalenet.models import common, dss, mnist_cnn, harness as mc
 
 NUM_SCALES = 2  # Levels of every lift.
@@ -95,7 +95,7 @@ class MnistDSSVector(_DSSBase):
   """
 
   def representations(self, x):
-    out = {'lift': lift(mc.upsample(x, self.upsample), self.num_scales)}
+    out = {'lift': lift(transforms.nearest_upsample(x, self.upsample), self.num_scales)}
     z = mc.run_blocks(self.convs, self.stages, out['lift'], out)
     out['logits'] = self.head(scale_convolution.scale_pool(z, 'max'))
     return out
@@ -126,7 +126,7 @@ class MnistDSSScalar(_DSSBase):
 
   def representations(self, x):
     out = {}
-    x = mc.upsample(x, self.upsample)
+    x = transforms.nearest_upsample(x, self.upsample)
     for i, (conv, stage) in enumerate(zip(self.convs, self.stages)):
       out[f'block{i}.conv'] = z = conv(lift(x, self.num_scales))
       out[f'block{i}'] = x = stage(scale_convolution.scale_pool(z, 'max'))
@@ -218,7 +218,7 @@ class MnistDSSv2(common.Representable):
     return window // BASE**level, padding // BASE**level
 
   def representations(self, x):
-    x = mc.upsample(x, self.upsample)
+    x = transforms.nearest_upsample(x, self.upsample)
     levels = scale_space.bilinear_lift(x, num_scales=self.num_scales, base=BASE)
     out = {'lift': dss._on_finest_grid(levels)}
     for i, (kernel, norm) in enumerate(zip(self.kernels, self.norms)):

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, pooling, representations as reps
+from scalenet import conv, pooling, representations as reps, transforms
 from scalenet.bases import hermite
 from scalenet.models import common, harness
 
@@ -159,7 +159,7 @@ class MNISTSES(common.Representable):
   def representations(self, x):
     """'block{i}.conv' [B, S, H, W, C] and 'block{i}' (per-level or projected), then 'logits'."""
     out = {}
-    x = harness.upsample(x, self.upsample)
+    x = transforms.nearest_upsample(x, self.upsample)
     for i, (conv_i, bn) in enumerate(zip(self.convs, self.bns)):
       out[f'block{i}.conv'] = x = conv_i(x)
       if self._projects(i):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, pooling, representations as reps
+from scalenet import conv, pooling, representations as reps, transforms
 from scalenet.models import common, interpolation, harness as mc
 
 SCALAR_WIDTHS = mc.WIDTHS  # (32, 63, 95)
@@ -199,7 +199,7 @@ class MnistSEVFScalar(common.Representable):
     """block{i}.conv: the max response over scales [B, H, W, C] (before relu)."""
     out = {}
     convs = [lambda z, c=c: c(z)[0] for c in self.convs]
-    x = mc.run_blocks(convs, self.stages, mc.upsample(x, self.upsample), out)
+    x = mc.run_blocks(convs, self.stages, transforms.nearest_upsample(x, self.upsample), out)
     out['logits'] = self.head(x)
     return out
 
@@ -250,7 +250,7 @@ class MnistSEVFVector(common.Representable):
   def representations(self, x):
     """Max responses and field magnitudes [B, H, W, C] per block, then the logits."""
     out = {}
-    val, theta = self.conv0(mc.upsample(x, self.upsample))
+    val, theta = self.conv0(transforms.nearest_upsample(x, self.upsample))
     for i in range(3):
       m, theta = vector_max_pool(nnx.relu(val), theta, *self.pools[i])
       if i < 2:

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import pooling, representations as reps
+from scalenet import pooling, representations as reps, transforms
 from scalenet.bases import log_radial
 from scalenet.models import common, harness
 from scalenet.models.mnist_ses import lift_conv
@@ -133,7 +133,7 @@ class MNISTSS(common.Representable):
   def representations(self, x):
     """'block{i}.conv' (max over sizes, before relu) and 'block{i}' [B, H, W, C], then 'logits'."""
     out = {}
-    x = harness.upsample(x, self.upsample)
+    x = transforms.nearest_upsample(x, self.upsample)
     for i in range(3):
       out[f'block{i}.conv'] = x = self.convs[i].pre_activation(x)
       x = nnx.relu(x)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, pooling, representations as reps
+from scalenet import conv, pooling, representations as reps, transforms
 from scalenet.models import common, interpolation, harness as mc
 
 SCALES = (0.3, 0.45, 0.67, 1.0, 1.49, 2.23, 3.33)  # The reference's kernel scales.
@@ -160,7 +160,7 @@ class MnistXu(common.Representable):
   def representations(self, x):
     """Column maxima [B, H, W, C] of each conv output and block output, then the logits."""
     out = {}
-    x = mc.run_blocks(self.convs, self.stages, mc.upsample(x, self.upsample), out,
+    x = mc.run_blocks(self.convs, self.stages, transforms.nearest_upsample(x, self.upsample), out,
                       view=column_max)
     out['logits'] = self.head(column_max(x))
     return out
