@@ -145,6 +145,8 @@ def fmt(values, digits: int = 4, pct: bool = False) -> str:
   if not n:
     return '-'
   k = 100.0 if pct else 1.0
+  if n == 1:
+    return f'{m * k:.{digits}g} (n=1)'
   return f'{m * k:.{digits}g} ± {s * k:.2g} (n={n})'
 
 
@@ -474,9 +476,16 @@ def main(argv=None) -> None:
   parser.add_argument('--runs-out', default='results/study_runs',
                       help='where the runs\' records are copied (then read from)')
   parser.add_argument('--out', default='results/study.md')
+  parser.add_argument('--notes', help='markdown file appended to the report (what ran where, '
+                      'what did not and why)')
   args = parser.parse_args(argv)
+  if args.notes and not os.path.exists(args.notes):
+    parser.error(f'--notes {args.notes} does not exist.')
   n = collect(args.root, args.runs_out)
-  render(args.runs_out, args.out)
+  text = render(args.runs_out, args.out)
+  if args.notes:
+    with open(args.notes) as f, open(args.out, 'w') as out:
+      out.write(text + '\n## Notes\n\n' + f.read())
   print(f'collected {n} run(s) into {args.runs_out}; wrote {args.out}')
 
 

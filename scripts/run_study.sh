@@ -146,6 +146,7 @@ done
 
 if [[ "$RENDER" == 1 ]]; then
   cmd=("$PYTHON" -m scalenet.study "$ROOT" --runs-out results/study_runs --out results/study.md)
+  [[ -f results/study_notes.md ]] && cmd+=(--notes results/study_notes.md)
   printf '%q ' "${cmd[@]}"; echo
   [[ "$DRY_RUN" == 1 ]] || "${cmd[@]}"
 fi
