@@ -9,13 +9,13 @@ and gradients, to float32 rounding, whatever path computes it:
     (`scalenet.dft_conv`); its cost hardly depends on the kernel size.
 
 `method='auto'` picks a path per call from the static shapes at trace time,
-with a cost model (`choose_method`, its rates fitted on this project's CPU)
-rather than a timing, so that every process and any machine load makes the
-same choice; on GPU it is 'direct'. Where the channel counts are odd sizes
-(63, 95, ...) 'auto' may zero-pad the channel axes inside the conv
-(`padded_channels`): result, gradients and parameters are those of the
-unpadded conv. `benchmarks/compare_torch.py --only layers` prints both paths
-and the pick for the zoo's layer shapes.
+with a cost model (`choose_method`) rather than a timing at run time, so that
+every process makes the same choice whatever the machine load; on GPU it is
+'direct'. Where the channel counts are odd sizes (63, 95, ...) 'auto' may
+zero-pad the channel axes inside the conv (`padded_channels`): result,
+gradients and parameters are those of the unpadded conv.
+`benchmarks/compare_torch.py --only layers` prints both paths and the pick
+for the zoo's layer shapes.
 """
 
 from __future__ import annotations
@@ -103,29 +103,26 @@ def padded_channels(c: int) -> int:
   """The channel count 'auto' computes with: c, or c rounded up to a multiple of 32.
 
   Rounds up only where that adds at most 1/16 (63 -> 64, 95 -> 96, 252 -> 256,
-  380 -> 384), never tiny counts. XLA:CPU's direct conv is faster on the
-  rounded counts (benchmarks/README.md, conv layers, batch 32, fwd+bwd: 7x7
-  63->95 39.8 -> 33.2 ms, 32->63 48.4 -> 40.8 ms, 15x15 32->63 at 28x28 780
-  -> 648 ms), so 'auto' pads wherever it picks the direct path on CPU.
+  380 -> 384), never tiny counts. 'auto' pads wherever it picks the direct
+  path on CPU, because XLA:CPU's direct conv is faster on the rounded counts
+  (benchmarks/README.md, the zoo's conv layers).
   """
   up = -(-c // 32) * 32
   return up if c >= 32 and (up - c) * 16 <= c else c
 
 
 # Cost model (CPU): seconds = flops / rate, for forward+backward (training is
-# what matters). Rates were fitted to timings of both paths on the 2-core EPYC
-# (batch 16, layer shapes of the model zoo, under load from other jobs). They
-# decide the clear cases right (3x3: direct; 13x13-17x17: DFT, 3-100x apart);
-# near the crossover (7x7 with 32-95 channels) the two paths are within ~30%
-# of each other, so a wrong pick there costs little.
+# what matters). The rates are fitted to XLA:CPU timings of both paths on the
+# model zoo's layer shapes (benchmarks/README.md). They decide the clear cases
+# (3x3: direct; 13x13-17x17: DFT); near the crossover (7x7 with 32-95
+# channels) the two paths cost about the same, so a wrong pick costs little.
 _DIRECT_RATE = 50e9  # XLA:CPU's direct conv, >= 8 input channels
 _DIRECT_RATE_THIN = 20e9  # fewer input channels (the first layer)
-# A kernel larger than the input collapses XLA:CPU's direct conv (15x15 on a
-# 14x14 map: 4 s at batch 16, 4 GFLOP/s; 13x13 on the same map: 40 GFLOP/s).
+# A kernel larger than the input (e.g. 15x15 on a 14x14 map) collapses the
+# rate of XLA:CPU's direct conv.
 _DIRECT_RATE_COLLAPSED = 4e9
-# 'dft': its matrix products (complex, 8 real flops per multiply-add). Fitted
-# on 14 layer shapes of the zoo at batch 128 (fwd+bwd, machine loaded by a
-# training run as when the rates above were fitted): 23-37 GFLOP/s.
+# 'dft': the rate of its matrix products (complex, 8 real flops per
+# multiply-add), fitted on the zoo's layer shapes like the rates above.
 _DFT_RATE = 30e9
 
 

@@ -24,19 +24,17 @@ import jax.numpy as jnp
 from scalenet import _checks, _chunking
 
 IMPLS = ('gather', 'map_coordinates', 'vjp')
-# Measured on CPU (benchmarks/README.md), DCN-sized layer (B=32, 28x28,
-# 32->32, 3x3), one run with the machine loaded by other jobs: forward
-# 232 ms (gather), 73 (map_coordinates), 96 (vjp); forward+backward 1439,
-# 1407 and 363 ms. Autodiff's backward of either sampler is a scatter per
-# corner through a chain of transposes; 'vjp' reuses the forward's corner
-# indices and weights and scatters once (a segment sum over the 4 corners).
+# All IMPLS compute the same values and gradients. Autodiff's backward of
+# either sampler is a scatter per corner through a chain of transposes; 'vjp'
+# reuses the forward's corner indices and weights and scatters once (a segment
+# sum over the 4 corners), which makes it the default: the fastest forward+
+# backward on CPU (benchmarks/README.md).
 DEFAULT_IMPL = 'vjp'
 # On CPU the sampled columns of the whole batch (and the backward's four
-# corner-weighted copies of them) are tens of MB: written once and read back
+# corner-weighted copies of them) are tens of MB, written once and read back
 # at DRAM speed. Sampling a few images at a time, each chunk's forward
-# recomputed in its backward (`jax.checkpoint`), keeps them in cache:
-# fwd+bwd of a DCN-sized layer 99.5 -> 47.0 ms in one run (benchmarks/README.md,
-# third pass).
+# recomputed in its backward (`jax.checkpoint`), keeps them in cache
+# (benchmarks/README.md, deformable sampling in cache-sized chunks).
 _CHUNK_BYTES = 1 << 20  # Sampled columns per chunk: about one core's L2.
 
 

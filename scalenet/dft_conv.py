@@ -35,7 +35,7 @@ def dft_length(size: int, pads) -> int:
   Circular correlation of length n reads input index m mod n where linear
   correlation reads m, for m in [-lo, size + hi). Both agree when every m
   outside [0, size) lands on a zero of the length-n signal, i.e. when
-  n >= size + lo and n >= size + hi. (The FFT path pads to size + lo + hi
+  n >= size + lo and n >= size + hi. (An FFT would pad to size + lo + hi
   rounded up to a fast FFT size: up to 2x more frequencies on 'SAME' convs.)
   """
   return size + max(pads)
@@ -75,7 +75,7 @@ def _dft_matrices(size: int, k: int, pads, out: int, stride: int, dilation: int,
 # separable complex stages, but one large product on both cores where the
 # second separable stage is a batch of tiny ones on one (XLA:CPU runs such
 # batched products on one core); faster on small maps only
-# (benchmarks/README.md, sixth pass).
+# (benchmarks/README.md, 2-D real stages for the DFT path).
 _DFT_2D_MAX_PIXELS = 256
 
 
@@ -130,9 +130,8 @@ def conv(x, kernel, pads, stride: int, dilation: int):
   contracts a leading axis or is batched over one, so XLA inserts no
   transposes of the spectra; only the input and the output (real, the size of
   the activations) are transposed. The backward is written out the same way
-  (`_dft_bwd`): autodiff's transposes of these einsums put the contracted
-  axis last and copied the spectra into place (a quarter of an SES model's
-  step).
+  (`_dft_bwd`), because autodiff's transposes of these einsums put the
+  contracted axis last and copy the spectra into place.
   """
   kh, kw = kernel.shape[:2]
   x, ((pt, pb), (pl, pr)) = _crop_negative_padding(x, pads)

@@ -17,10 +17,9 @@ def truncated_normal(key, shape) -> jax.Array:
   """Standard normal truncated to [-2, 2], float32, drawn on the host.
 
   A concrete key seeds numpy (rejection sampling), so building a model
-  compiles nothing: jax.random.truncated_normal compiled one program per
-  kernel shape, most of a first `get_model` (benchmarks/models_bench.py).
-  Deterministic in the key. Under tracing (nnx.eval_shape, jit) jax's own
-  sampler is used.
+  compiles nothing, where jax.random.truncated_normal compiles one program per
+  kernel shape (benchmarks/README.md, first `get_model`). Deterministic in the
+  key. Under tracing (nnx.eval_shape, jit) jax's own sampler is used.
   """
   if isinstance(key, jax.core.Tracer):
     return jax.random.truncated_normal(key, -2.0, 2.0, shape)
@@ -68,9 +67,8 @@ class PerLevel(nnx.Module):
 
 
 # Offset branches' outputs are multiplied by this: for Adam it acts as a 0.1
-# learning-rate multiplier on the branch. At 1.0 an Adam step of lr 0.01 moved
-# every tap by up to ~fan_in * lr pixels; `dcn` on mnist_5k (10 epochs) then
-# stalled at 60% train accuracy with gradient norms ~20 while `cnn` reached 100%.
+# learning-rate multiplier on the branch, because at 1.0 an Adam step of lr
+# 0.01 moves every tap by up to ~fan_in * lr pixels and `dcn` fails to train.
 OFFSET_SCALE = 0.1
 
 
@@ -199,8 +197,8 @@ class SteerableConv(nnx.Module):
       y = conv.conv2d(x, stacked, padding='SAME')
       y = jnp.moveaxis(y.reshape(*y.shape[:3], s, -1), 3, 1) + self.bias[...]
       return y if self.mode == 'lift' else pooling.max_over(y, 1)
-    # One conv per level: on XLA:CPU a feature-grouped conv over the levels
-    # was 7x slower than this loop (benchmarks/compare_torch.py, SESN step).
+    # One conv per level: on XLA:CPU a feature-grouped conv over the levels is
+    # slower than this loop (benchmarks/README.md).
     xs = scale_convolution._interaction_stack(x, self.interaction)
     y = jnp.stack([conv.conv2d(xs[:, j], kern[j], padding='SAME') for j in range(s)], axis=1)
     return y + self.bias[...]

@@ -6,17 +6,16 @@ The one max-pool entry point of the project: `padding` is 'VALID', 'SAME'
 (as lax.reduce_window), an int (both sides of both axes, PyTorch's
 MaxPool2d(padding=...)) or lax's ((top, bottom), (left, right)).
 
-values and gradients alike: in a tie the first pixel of the window in
-row-major order takes the whole gradient, as reduce_window's (and PyTorch's
-MaxPool2d's) backward does.
+The equality holds for values and gradients alike: in a tie the first pixel
+of the window in row-major order takes the whole gradient, as reduce_window's
+(and PyTorch's MaxPool2d's) backward does.
 
 Why not reduce_window itself: XLA:CPU runs the backward of a max
 reduce_window as a variadic reduce-window that carries an iota per window
-position alongside the values. In a dss_v1 training step (batch 128) that
-took about 30% of the step (`benchmarks/profile_step.py`); on one
-[128, 4, 28, 28, 32] tensor, forward+backward 314 ms against 38 ms here.
-Here the forward is the elementwise max of the window's w*w strided slices
-and the backward routes the cotangent through one equality mask per slice.
+position alongside the values, a large part of a DSS training step
+(benchmarks/README.md, pooling). Here the forward is the elementwise max of
+the window's w*w strided slices and the backward routes the cotangent
+through one equality mask per slice.
 """
 
 from __future__ import annotations
@@ -133,8 +132,8 @@ def max_over(x: jax.Array, axis: int) -> jax.Array:
   As PyTorch's `x.max(dim)[0]` (the reference models' max over scales), where
   jnp.max splits a tie's gradient evenly. Also cheaper on XLA:CPU: jnp.max's
   JVP builds an equality mask and a count over the whole input in the forward
-  pass (10% of mnist_sevf_scalar_28's step); here the forward is a chain of
-  elementwise maxima and the masks are built in the backward only.
+  pass; here the forward is a chain of elementwise maxima and the masks are
+  built in the backward only (benchmarks/README.md).
   """
   return _max_over_fwd(x, axis)[0]
 

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 from scalenet import _checks, conv, pooling
 
 IMPLS = ('loop', 'stacked', 'grouped', 'im2col')
-# Measured on CPU (benchmarks/README.md), DSS-sized layer fwd+bwd: loop 68 ms,
-# stacked 110 ms, im2col 287 ms, grouped 89 s (XLA:CPU grouped convolutions).
+# All IMPLS compute the same function; 'loop' is the default because it is
+# the fastest on CPU for DSS-sized layers (XLA:CPU's grouped convolutions are
+# slow; benchmarks/README.md, ops_bench.py --scale-conv-impls).
 DEFAULT_IMPL = 'loop'
 _DN = ('NHWC', 'HWIO', 'NHWC')
 

@@ -95,9 +95,8 @@ def gaussian_lift(x: jax.Array, *, num_scales: int, base: float = 2.0,
     raise ValueError(f'zero_scale must be > 0; got {zero_scale!r}.')
   kernels = _stacked_kernels(level_variances(num_scales, base, zero_scale))
   # Each level is two 1-D blurs written as sums of shifted copies: elementwise
-  # work that XLA fuses. (A conv with the channels moved to the batch axis and
-  # a level-grouped second pass was the slowest part of mnist_dss_scalar's
-  # step on XLA:CPU, whose grouped convolutions are slow.)
+  # work that XLA fuses, where a level-grouped conv would be slow on XLA:CPU
+  # (benchmarks/README.md, gaussian_lift).
   return jnp.stack([_blur(_blur(x, row, axis=1), row, axis=2) for row in kernels], axis=1)
 
 

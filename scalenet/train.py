@@ -137,10 +137,8 @@ def _eval_step(graphdef, state, batch, factor, rescale: transforms.RescaleSpec,
 
   Nothing is summed over the batch here: the outputs stay sharded like the
   batch and `evaluate_split` sums them on the host, so the program has no
-  cross-device all-reduce. Such an all-reduce between simulated CPU devices
-  stalled (one participant never arrived) and XLA aborted the process after
-  40 s (`rendezvous.cc ... Termination timeout`): evaluate.py on 2 simulated
-  devices and 2 loaded cores, in CI and in 1 of 2 to 2 of 17 runs here.
+  cross-device all-reduce, which can stall between simulated CPU devices on a
+  loaded machine (XLA then aborts: `rendezvous.cc ... Termination timeout`).
   """
   model = nnx.merge(graphdef, state)
   images = jax.lax.cond(factor == 1.0, lambda x: x, lambda x: rescale(x, factor),

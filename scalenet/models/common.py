@@ -16,8 +16,7 @@ from scalenet import pooling, representations
 # Running-statistics momentum of every BatchNorm: new = 0.9 * old + 0.1 * batch,
 # PyTorch's default (momentum=0.1 there), which the reference DSS/SESN code
 # uses. Flax's default 0.99 keeps 0.99**230 = 10% of the initial variance after
-# the 230 steps of a short run: eval-mode accuracy then collapses to chance
-# while train-mode accuracy is ~97% (measured on the cnn, mnist_5k, 10 epochs).
+# the 230 steps of a short run, and eval-mode accuracy collapses to chance.
 BN_MOMENTUM = 0.9
 
 
