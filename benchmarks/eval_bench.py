@@ -11,7 +11,7 @@ import time
 from absl import app, flags, logging
 
 sys.path.insert(0, '.')
-from scalenet import checkpoint, evaluate, train  # noqa: E402
+from scalenet import checkpoint, evaluate, runtime  # noqa: E402
 from scalenet.data import pipeline  # noqa: E402
 from flax import nnx  # noqa: E402
 
@@ -28,22 +28,22 @@ def main(_):
   ds = pipeline.get_datasets(config)
   n = len(ds.train) + sum(len(s) for s in ds.eval.values())
   print(f'read splits: {time.perf_counter() - t0:.1f} s ({n} images)')
-  mesh = train.make_mesh()
-  eval_def, state = train.create_model(config, ds.num_classes, mesh)
+  mesh = runtime.make_mesh()
+  eval_def, state = runtime.create_model(config, ds.num_classes, mesh)
   state, _ = evaluate.restore_selected(config, FLAGS.workdir, state,
                                        ds.steps_per_epoch(config.batch_size))
   times = {}
   for name, split in ds.eval.items():
     t0 = time.perf_counter()
-    train.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
+    runtime.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
     times[name] = round(time.perf_counter() - t0, 1)
   print('per split (s):', times)
   t0 = time.perf_counter()
   for f in (1.1, 1.5, 2.0):
-    train.evaluate_split(eval_def, state, ds.eval['test_s1000'], config.eval_batch_size, mesh,
+    runtime.evaluate_split(eval_def, state, ds.eval['test_s1000'], config.eval_batch_size, mesh,
                          factor=f)
   print(f'on the fly x3 (1.1, 1.5, 2.0): {time.perf_counter() - t0:.1f} s')
-  print('eval_step compiled programs:', train.eval_step._cache_size())
+  print('eval_step compiled programs:', runtime.eval_step._cache_size())
   images = ds.eval['test_s1000'].images[:config.eval_num_images].astype('float32') / 255
   t0 = time.perf_counter()
   evaluate.equivariance_results(nnx.merge(eval_def, state), images, config)

@@ -16,8 +16,7 @@ import os
 import numpy as np
 
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots
-from scalenet import train as train_lib
-from scalenet import representations, tables, transforms
+from scalenet import representations, runtime, tables, transforms
 from scalenet.data import builders, generate, normalize, pipeline
 from flax import nnx
 
@@ -70,7 +69,7 @@ def accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split: dict) -
     if name in by_split:
       acc = by_split[name]
     elif unscaled is not None:
-      acc = train_lib.evaluate_split(eval_def, state, unscaled, config.eval_batch_size, mesh,
+      acc = runtime.evaluate_split(eval_def, state, unscaled, config.eval_batch_size, mesh,
                                      factor=f, rescale=spec,
                                      input_norm=config.input_norm)['accuracy']
     else:
@@ -174,8 +173,8 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
   check_writable(out_dir)
   config = run_config(workdir, config)
   config_lib.validate(config)
-  mesh = train_lib.make_mesh()
-  train_lib.check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
+  mesh = runtime.make_mesh()
+  runtime.check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
   if datasets is None:
     with config.unlocked():
       config.eval_splits = None  # every split: the fixed-scale ones included
@@ -185,7 +184,7 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
     datasets = dataclasses.replace(datasets, eval={
         k: pipeline.Split(v.images[:n], v.labels[:n], v.scales[:n])
         for k, v in datasets.eval.items()})
-  eval_def, state = train_lib.create_model(config, datasets.num_classes, mesh)
+  eval_def, state = runtime.create_model(config, datasets.num_classes, mesh)
   state, selected = restore_selected(config, workdir, state,
                                      max(datasets.steps_per_epoch(config.batch_size), 1))
   step = selected['step']
@@ -195,7 +194,7 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
   by_split = {}
   for name, split in tqdm(datasets.eval.items(), desc='evaluating splits', unit='split',
                           disable=not config.get('progress_bar', True)):
-    by_split[name] = train_lib.evaluate_split(eval_def, state, split, config.eval_batch_size,
+    by_split[name] = runtime.evaluate_split(eval_def, state, split, config.eval_batch_size,
                                               mesh, input_norm=config.input_norm)['accuracy']
   base = datasets.eval.get(generate.fixed_split_name(1.0)) or datasets.eval['test']
   n = min(config.eval_num_images, len(base))

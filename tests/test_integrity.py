@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalenet import checkpoint, config as config_lib, evaluate, metrics, train, transforms
+from scalenet import checkpoint, config as config_lib, evaluate, metrics, runtime, train
+from scalenet import transforms
 from scalenet.data import pipeline
 from configs import cnn_mnist
 
@@ -112,7 +113,7 @@ def _saved_steps_are_finite(workdir, config, datasets):
   mngr = checkpoint.manager(workdir, read_only=True)
   tx = train.make_optimizer(config, train.make_schedule(config, 10))
   for step in mngr.all_steps():
-    _, _, state = train.create_state(config, datasets.num_classes, tx, train.make_mesh())
+    _, _, state = train.create_state(config, datasets.num_classes, tx, runtime.make_mesh())
     state, _ = checkpoint.restore(mngr, state, step)  # raises on non-finite values
     assert checkpoint.all_finite(nnx.to_pure_dict(state))
   return sorted(mngr.all_steps())
@@ -148,7 +149,7 @@ def test_non_finite_checkpoint_is_neither_resumed_nor_evaluated(tmp_path, data_d
   config = _config(data_dir, halt_after_steps=2)
   train.train_and_evaluate(config, str(tmp_path), datasets)
   tx = train.make_optimizer(config, train.make_schedule(config, 10))
-  _, _, state = train.create_state(config, 10, tx, train.make_mesh())
+  _, _, state = train.create_state(config, 10, tx, runtime.make_mesh())
   state = jax.tree.map(lambda x: np.asarray(x) * np.nan
                        if jax.numpy.issubdtype(x.dtype, jax.numpy.inexact) else x, state)
   mngr = checkpoint.manager(str(tmp_path))
@@ -240,7 +241,7 @@ def test_evaluation_checks_its_output_first_and_writes_where_asked(trained, data
   def never(*a, **k):
     raise AssertionError('computed before checking the output location')
   with monkeypatch.context() as mp:
-    mp.setattr(train, 'evaluate_split', never)
+    mp.setattr(runtime, 'evaluate_split', never)
     with pytest.raises(PermissionError, match='a_file.*--out'):
       evaluate.evaluate(None, wd, datasets, out_dir=str(blocker / 'eval'))
   before = set(os.listdir(wd))
@@ -333,22 +334,22 @@ def test_best_checkpoint_is_selected_and_evaluated(tmp_path, data_dir, datasets,
   config = _config(data_dir, num_epochs=3, checkpoint_every_steps=10, keep_checkpoints=1,
                    eval_checkpoint='best')
   scripted = iter([0.3, 0.6, 0.6])  # Epoch 3 ties epoch 2: not a strict improvement.
-  real = train.evaluate_split
-  monkeypatch.setattr(train, 'evaluate_split',
+  real = runtime.evaluate_split
+  monkeypatch.setattr(runtime, 'evaluate_split',
                       lambda *a, **k: {'accuracy': next(scripted), 'loss': 1.0})
   out = train.train_and_evaluate(config, str(tmp_path), datasets)
-  monkeypatch.setattr(train, 'evaluate_split', real)
+  monkeypatch.setattr(runtime, 'evaluate_split', real)
   assert out['best'] == {'step': 20, 'epoch': 2, 'validation_accuracy': 0.6}
   assert checkpoint.manager(str(tmp_path), read_only=True).all_steps() == [30]
   res = evaluate.evaluate(None, str(tmp_path), datasets)
   assert res['checkpoint'] == {'kind': 'best', 'step': 20, 'epoch': 2, 'validation_accuracy': 0.6}
   assert res['step'] == 20
   # The evaluated weights are step 20's, not the latest (30).
-  eval_def, fresh = train.create_model(config, 10, train.make_mesh())
+  eval_def, fresh = runtime.create_model(config, 10, runtime.make_mesh())
   best, _ = checkpoint.restore_weights(checkpoint.best_manager(str(tmp_path), True), fresh)
   latest, _ = checkpoint.restore_weights(checkpoint.manager(str(tmp_path), read_only=True),
-                                         train.create_model(config, 10, train.make_mesh())[1])
-  acc = real(eval_def, best, datasets.eval['test'], 64, train.make_mesh())['accuracy']
+                                         runtime.create_model(config, 10, runtime.make_mesh())[1])
+  acc = real(eval_def, best, datasets.eval['test'], 64, runtime.make_mesh())['accuracy']
   assert acc == res['accuracy_by_split']['test']
   diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), nnx.to_pure_dict(best),
                       nnx.to_pure_dict(latest))
@@ -359,18 +360,18 @@ def test_best_checkpoint_is_selected_and_evaluated(tmp_path, data_dir, datasets,
 
 def test_eval_step_compiles_once_per_input_shape(trained, datasets, monkeypatch):
   wd, config = trained
-  counted = jax.jit(chex.assert_max_traces(train._eval_step, n=1), static_argnums=(0, 4, 5))
-  monkeypatch.setattr(train, 'eval_step', counted)
+  counted = jax.jit(chex.assert_max_traces(runtime._eval_step, n=1), static_argnums=(0, 4, 5))
+  monkeypatch.setattr(runtime, 'eval_step', counted)
   calls = []
-  real = train.evaluate_split
-  monkeypatch.setattr(train, 'evaluate_split', lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+  real = runtime.evaluate_split
+  monkeypatch.setattr(runtime, 'evaluate_split', lambda *a, **k: calls.append(a[2]) or real(*a, **k))
   res = evaluate.evaluate(None, wd, datasets)  # 4 splits + 1 on-the-fly factor: one trace
   assert set(res['accuracy_vs_scale']) == {'0.5000', '1.0000', '2.0000'}
   # Each split once; the unscaled one a second time for the enlargement (2.0) only.
   assert len(calls) == len(datasets.eval) + 1
-  eval_def, state = train.create_model(config, 10, train.make_mesh())
+  eval_def, state = runtime.create_model(config, 10, runtime.make_mesh())
   with pytest.raises(AssertionError, match='traced > 1'):  # Negative control: a new shape.
-    real(eval_def, state, datasets.eval['test'], 32, train.make_mesh())
+    real(eval_def, state, datasets.eval['test'], 32, runtime.make_mesh())
 
 
 # --- The '+' setting ----------------------------------------------------------
@@ -391,11 +392,11 @@ def test_plus_augments_only_the_training_split(tmp_path, data_dir, datasets, mon
 
   # In a '+' run, training batches are rescaled and validation batches are not.
   seen = {'train': [], 'eval': []}
-  real_train, real_eval = train.train_step, train.eval_step
+  real_train, real_eval = train.train_step, runtime.eval_step
   monkeypatch.setattr(train, 'train_step',
                       lambda g, s, b, *a: seen['train'].append(np.asarray(b['image'])) or
                       real_train(g, s, b, *a))
-  monkeypatch.setattr(train, 'eval_step',
+  monkeypatch.setattr(runtime, 'eval_step',
                       lambda g, s, b, *a: seen['eval'].append(np.asarray(b['image'])) or
                       real_eval(g, s, b, *a))
   config = config_lib.plus(_config(data_dir))

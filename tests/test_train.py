@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalenet import checkpoint, config as config_lib, evaluate, train
+from scalenet import checkpoint, config as config_lib, evaluate, runtime, train
 from scalenet.data import pipeline
 from configs import cnn_mnist, dss_v1_mnist
 
@@ -33,7 +33,7 @@ def _why(stderr: str) -> str:
 
 
 def _final_params(workdir, config, datasets):
-  mesh = train.make_mesh()
+  mesh = runtime.make_mesh()
   tx = train.make_optimizer(config, train.make_schedule(config, 10))
   _, _, state = train.create_state(config, datasets.num_classes, tx, mesh)
   state, step = checkpoint.restore(checkpoint.manager(workdir, read_only=True), state)
@@ -44,7 +44,7 @@ def _final_params(workdir, config, datasets):
 def test_end_to_end_train_then_evaluate(tmp_path, data_dir, datasets, num_devices):
   assert jax.device_count() == 4  # tests/conftest.py forces four host devices
   config = _config(data_dir, dss_v1_mnist, halt_after_steps=None, num_epochs=2)
-  mesh = train.make_mesh(jax.devices()[:num_devices])
+  mesh = runtime.make_mesh(jax.devices()[:num_devices])
   out = train.train_and_evaluate(config, str(tmp_path), datasets, mesh=mesh)
   assert out['step'] == 20 and np.isfinite(out['loss'])
   assert 0.0 <= out['validation_accuracy'] <= 1.0
@@ -103,10 +103,10 @@ def test_multi_device_step_equals_single_device_step(data_dir, datasets):
   batch = next(pipeline.train_batches(datasets.train, 16, seed=0))
   results = []
   for n in (1, 4):
-    mesh = train.make_mesh(jax.devices()[:n])
+    mesh = runtime.make_mesh(jax.devices()[:n])
     tx = train.make_optimizer(config, train.make_schedule(config, 10))
     train_def, _, state = train.create_state(config, 10, tx, mesh)
-    state, metrics = train.train_step(train_def, state, train.shard_batch(batch, mesh), 0.0)
+    state, metrics = train.train_step(train_def, state, runtime.shard_batch(batch, mesh), 0.0)
     results.append((jax.tree.map(np.asarray, nnx.to_pure_dict(state)), jax.device_get(metrics)))
   (s1, m1), (s4, m4) = results
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5), s1, s4)
@@ -258,21 +258,21 @@ def test_full_sweep_points_are_distinct_runs():
 
 def test_eval_step_has_no_cross_device_reduction(data_dir, datasets):
   # Per-example outputs, summed on the host: an all-reduce in the eval step could
-  # stall XLA:CPU's simulated devices (train._eval_step).
+  # stall XLA:CPU's simulated devices (runtime._eval_step).
   config = _config(data_dir)
-  mesh = train.make_mesh()
+  mesh = runtime.make_mesh()
   assert mesh.size > 1  # conftest's simulated devices
-  eval_def, state = train.create_model(config, datasets.num_classes, mesh)
+  eval_def, state = runtime.create_model(config, datasets.num_classes, mesh)
   batch = next(pipeline.eval_batches(datasets.eval['validation'], config.eval_batch_size))
-  args = (eval_def, state, train.shard_batch(batch, mesh), jax.numpy.float32(2.0),
+  args = (eval_def, state, runtime.shard_batch(batch, mesh), jax.numpy.float32(2.0),
           train.transforms.DEFAULT, 'none')
-  hlo = train.eval_step.lower(*args).compile().as_text()
+  hlo = runtime.eval_step.lower(*args).compile().as_text()
   assert 'all-reduce' not in hlo
   summed = jax.jit(lambda out: jax.tree.map(jax.numpy.sum, out))  # Negative control.
-  assert 'all-reduce' in summed.lower(train.eval_step(*args)).compile().as_text()
+  assert 'all-reduce' in summed.lower(runtime.eval_step(*args)).compile().as_text()
   # And the host sums are the split's: correct / count is the accuracy.
   split = datasets.eval['validation']
-  res = train.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
+  res = runtime.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
   logits = np.asarray(nnx.merge(eval_def, state)(split.images.astype(np.float32) / 255.0))
   want = float(np.mean(np.argmax(logits, -1) == split.labels))
   assert res['accuracy'] == pytest.approx(want, abs=1e-6)

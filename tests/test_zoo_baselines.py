@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from configs import sesn_table
-from scalenet import config as config_lib, equivariance, models, train
+from scalenet import config as config_lib, equivariance, models, runtime, train
 from scalenet.data import readers
 from scalenet.models import interpolation, mnist_dss, mnist_kanazawa, mnist_xu
 from tests.train_steps import adam_losses
@@ -76,7 +76,7 @@ def test_config_trains_through_the_train_step():
   config = sesn_table.get_config('mnist_cnn_28,tiny')
   config_lib.validate(config)
   tx = train.make_optimizer(config, train.make_schedule(config, 10))
-  mesh = train.make_mesh(jax.devices()[:1])
+  mesh = runtime.make_mesh(jax.devices()[:1])
   train_def, _, state = train.create_state(config, 10, tx, mesh)
   batch = {'image': jax.random.uniform(jax.random.key(0), (8, 28, 28, 1)),
            'label': jnp.arange(8) % 10}
