@@ -53,7 +53,7 @@ def force_method(method: str | None):
 
 
 def resolve_padding(padding, size, k: int, stride: int, dilation: int):
-  """lax-style explicit ((lo, hi), (lo, hi)) padding for a 2-D conv.
+  """lax-style explicit ((lo, hi), (lo, hi)) padding for a 2-D conv or pooling.
 
   Args:
     padding: 'SAME', 'VALID', an int, or two (lo, hi) pairs.
@@ -64,7 +64,7 @@ def resolve_padding(padding, size, k: int, stride: int, dilation: int):
     if padding == 'VALID':
       return ((0, 0), (0, 0))
     if padding != 'SAME':
-      raise ValueError(f"conv2d padding must be 'SAME', 'VALID', an int or pairs; "
+      raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs; "
                        f'got {padding!r}.')
     pads = []
     for n, kk in zip(size, k):

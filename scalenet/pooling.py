@@ -25,6 +25,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from scalenet import conv
+
 
 def _slices(x: jax.Array, window: int) -> list[jax.Array]:
   """The window's w*w strided views of x [..., H, W, C] (H, W multiples of w), row-major."""
@@ -71,21 +73,6 @@ def _pool_bwd(window, res, g):
 _pool.defvjp(_pool_fwd, _pool_bwd)
 
 
-def _resolve(padding, size, window: int):
-  """lax-style ((top, bottom), (left, right)) of `padding` for stride = window."""
-  if isinstance(padding, str):
-    if padding == 'VALID':
-      return ((0, 0), (0, 0))
-    if padding != 'SAME':
-      raise ValueError(f"max_pool padding must be 'VALID', 'SAME', an int or pairs; "
-                       f'got {padding!r}.')
-    totals = [max((-(-n // window) - 1) * window + window - n, 0) for n in size]
-    return tuple((t // 2, t - t // 2) for t in totals)
-  if isinstance(padding, int):
-    return ((padding, padding), (padding, padding))
-  return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
 def max_pool(x: jax.Array, window: int, padding='VALID') -> jax.Array:
   """Max pooling of [..., H, W, C] over window x window cells, stride = window.
 
@@ -109,7 +96,7 @@ def max_pool(x: jax.Array, window: int, padding='VALID') -> jax.Array:
   if int(window) != window or window < 1:
     raise ValueError(f'max_pool window must be a positive integer; got {window!r}.')
   window = int(window)
-  pads = _resolve(padding, x.shape[-3:-1], window)
+  pads = conv.resolve_padding(padding, x.shape[-3:-1], (window, window), window, 1)
   (pt, pb), (pl, pr) = pads
   if min(pt, pb, pl, pr) < 0:
     raise ValueError(f'max_pool padding must be >= 0; got {pads}.')
