@@ -392,9 +392,16 @@ def render(runs: str, out: str) -> str:
                  f'{len(ranking)}).')
   else:
     lines.append('- Not measured yet (needs A sscnn and another model).')
+  steps = {m: stats([r['step_seconds'] for r in rs])[0] for m, rs in a.items() if rs}
+  if 'sscnn' in steps:
+    others = ', '.join(f'{steps["sscnn"] / v:.2f}x {m}' for m, v in steps.items()
+                       if m != 'sscnn' and math.isfinite(v))
+    lines.append(f'- Cost: an SS-CNN training step takes {others} (median logged step '
+                 'times below; wall clock of shared cores, see the notes).')
   lines += ['', 'Cost (this machine, one run at a time):', ''] + time_table(a)
   lines += ['### Where equivariance is lost through depth (trained, s = 1/2)', '']
-  lines += depth_lines({**a, **c_study, **c_harness}) + ['']
+  trained = {m: rs for g in (a, c_study, c_harness) for m, rs in g.items() if rs}
+  lines += depth_lines(trained) + ['']
 
   lines += ['## Experiment C: DSS v1 vs DSS v2 vs deformable DSS (section 4.2)', '',
             '### At the study\'s widths', '']
