@@ -23,7 +23,7 @@ import shutil
 
 import numpy as np
 
-from scalenet import plots
+from scalenet import plots, tables
 from scalenet.tables import factor_key
 
 FILES = ('eval/results.json', 'config.json', 'metrics.jsonl', 'train_seconds', 'eval_seconds')
@@ -72,13 +72,6 @@ def collect(root: str, out: str) -> int:
 
 # --- Loading them. ---
 
-def _seconds(path: str):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return float(sum(int(x) for x in f.read().split()))
-
-
 def _step_seconds(metrics_path: str, batch_size: int):
   """Median seconds per training step, from the logged examples/s (first log left out)."""
   if not os.path.exists(metrics_path):
@@ -110,8 +103,8 @@ def load_run(runs: str, rel: str):
   with open(os.path.join(path, 'config.json')) as f:
     config = json.load(f)
   return {'results': results, 'config': config, 'dir': rel,
-          'train_seconds': _seconds(os.path.join(path, 'train_seconds')),
-          'eval_seconds': _seconds(os.path.join(path, 'eval_seconds')),
+          'train_seconds': tables.read_seconds(os.path.join(path, 'train_seconds')),
+          'eval_seconds': tables.read_seconds(os.path.join(path, 'eval_seconds')),
           'step_seconds': _step_seconds(os.path.join(path, 'metrics.jsonl'),
                                         config.get('batch_size', 128))}
 

@@ -181,7 +181,7 @@ def split_model_name(name: str, image_size=None) -> tuple[str, int]:
   return name, int(NATIVE_SIZE.get(name) or image_size or SIZES[0])
 
 
-def _seconds(path: str):
+def read_seconds(path: str):
   """The sum of the lines of a time file (one per session), or None if absent."""
   if not os.path.exists(path):
     return None
@@ -225,8 +225,8 @@ def load_runs(root: str) -> list[dict]:
     runs.append({'model': res.get('model_name') or os.path.basename(parent),
                  'setting': setting, 'realization': os.path.basename(run_dir),
                  'results': res, 'dir': run_dir, 'epochs': epochs,
-                 'train_seconds': _seconds(os.path.join(run_dir, 'train_seconds')),
-                 'eval_seconds': _seconds(os.path.join(run_dir, 'eval_seconds'))})
+                 'train_seconds': read_seconds(os.path.join(run_dir, 'train_seconds')),
+                 'eval_seconds': read_seconds(os.path.join(run_dir, 'eval_seconds'))})
   if not runs:
     raise FileNotFoundError(f'no evaluated runs (<model>/[plain|plus/]r<k>/eval/results.json) '
                             f'under {root!r}.')
