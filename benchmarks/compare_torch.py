@@ -5,7 +5,7 @@
 
 `--only` takes op sections and model registry names (default: every section
 and every registered model):
-  deform      deform_conv (every impl) vs torchvision.ops.deform_conv2d, and
+  deform      deform_conv (and its autodiff oracle) vs torchvision.ops.deform_conv2d, and
               the ratio to a plain conv of the same shape;
   scale_conv  scale_conv vs a PyTorch loop of dilated F.conv2d calls;
   plain       a plain 3x3 conv;
@@ -166,23 +166,22 @@ def bench_scale_conv(args, device):
   sync = torch.cuda.synchronize if device.type == 'cuda' else None
   with torch.no_grad():
     ref = torch_scale_conv(xt, kt, None, 2).cpu().numpy().transpose(0, 2, 3, 4, 1)
-  for impl in ('loop', 'im2col'):
-    f = lambda x, k, impl=impl: scale_convolution.scale_conv(x, k, base=2, impl=impl)
-    err = float(np.max(np.abs(np.asarray(jax.jit(f)(x, k)) - ref)))
-    fw = time_fn(f, x, k, repeats=args.repeats)['median_ms']
-    bw = time_fn(fwd_bwd(f), x, k, repeats=args.repeats)['median_ms']
+  f = lambda x, k: scale_convolution.scale_conv(x, k, base=2)
+  err = float(np.max(np.abs(np.asarray(jax.jit(f)(x, k)) - ref)))
+  fw = time_fn(f, x, k, repeats=args.repeats)['median_ms']
+  bw = time_fn(fwd_bwd(f), x, k, repeats=args.repeats)['median_ms']
 
-    def t_fwd():
-      with torch.no_grad():
-        torch_scale_conv(xt, kt, None, 2)
+  def t_fwd():
+    with torch.no_grad():
+      torch_scale_conv(xt, kt, None, 2)
 
-    def t_bwd():
-      (torch_scale_conv(xt, kt, None, 2) ** 2).sum().backward()
-      xt.grad = kt.grad = None
+  def t_bwd():
+    (torch_scale_conv(xt, kt, None, 2) ** 2).sum().backward()
+    xt.grad = kt.grad = None
 
-    _row(f'scale_conv[{impl}] fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
-         f'max abs diff {err:.1e}')
-    _row(f'scale_conv[{impl}] fwd+bwd', bw, time_torch(t_bwd, args.repeats, sync=sync))
+  _row('scale_conv fwd', fw, time_torch(t_fwd, args.repeats, sync=sync),
+       f'max abs diff {err:.1e}')
+  _row('scale_conv fwd+bwd', bw, time_torch(t_bwd, args.repeats, sync=sync))
 
 
 def bench_plain_conv(args, device):

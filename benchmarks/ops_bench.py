@@ -1,4 +1,4 @@
-"""Times scalenet's ops, every implementation variant, forward and fwd+bwd.
+"""Times scalenet's ops (scale_conv, deform_conv and its autodiff oracle), forward and fwd+bwd.
 
   python benchmarks/ops_bench.py [--repeats 20]
 
@@ -22,10 +22,6 @@ from scalenet import deform, scale_convolution
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument('--repeats', type=int, default=20)
-  parser.add_argument('--slow-repeats', type=int, default=5,
-                      help="repeats for scale_conv[grouped], >100x slower on CPU")
-  parser.add_argument('--scale-conv-impls', default=','.join(scale_convolution.IMPLS),
-                      help='comma-separated scale_conv impls to time')
   args = parser.parse_args()
   keys = jax.random.split(jax.random.key(0), 6)
   print(environment())
@@ -33,13 +29,11 @@ def main():
 
   x = jax.random.normal(keys[0], (32, 4, 28, 28, 32))
   k = jax.random.normal(keys[1], (2, 3, 3, 32, 32)) * 0.05
-  for impl in args.scale_conv_impls.split(','):
-    f = lambda x, k, impl=impl: scale_convolution.scale_conv(x, k, base=2, impl=impl)
-    reps = args.slow_repeats if impl == 'grouped' else args.repeats
-    fw = time_fn(f, x, k, repeats=reps)
-    bw = time_fn(fwd_bwd(f), x, k, repeats=reps)
-    print(f'{"scale_conv[" + impl + "]":<34}{fw["median_ms"]:>10.2f}'
-          f'{bw["median_ms"]:>12.2f}{bw["compile_s"]:>11.2f}')
+  f = lambda x, k: scale_convolution.scale_conv(x, k, base=2)
+  fw = time_fn(f, x, k, repeats=args.repeats)
+  bw = time_fn(fwd_bwd(f), x, k, repeats=args.repeats)
+  print(f'{"scale_conv":<34}{fw["median_ms"]:>10.2f}'
+        f'{bw["median_ms"]:>12.2f}{bw["compile_s"]:>11.2f}')
 
   xi = jax.random.normal(keys[2], (32, 28, 28, 32))
   kd = jax.random.normal(keys[3], (3, 3, 32, 32)) * 0.05

@@ -17,18 +17,19 @@ References:
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
 
-from scalenet import _checks, _chunking
+from scalenet import _checks
 
-IMPLS = ('gather', 'map_coordinates', 'vjp')
-# All IMPLS compute the same values and gradients. Autodiff's backward of
-# either sampler is a scatter per corner through a chain of transposes; 'vjp'
-# reuses the forward's corner indices and weights and scatters once (a segment
-# sum over the 4 corners), which makes it the default: the fastest forward+
-# backward on CPU (benchmarks/README.md).
+IMPLS = ('vjp', 'gather')
+# 'vjp', the implementation, reuses the forward's corner indices and weights
+# in a hand-written backward that scatters once (a segment sum over the 4
+# corners); 'gather' is the same sampler differentiated by autodiff (a scatter
+# per corner through a chain of transposes), kept as the oracle of the
+# hand-written backward (tests/test_deform.py) and in the benchmarks.
 DEFAULT_IMPL = 'vjp'
 # On CPU the sampled columns of the whole batch (and the backward's four
 # corner-weighted copies of them) are tens of MB, written once and read back
@@ -144,18 +145,19 @@ def chunk_size(batch: int, column_bytes: int, backend: str | None = None) -> int
   """Images per chunk for chunk='auto': the whole batch off CPU; on CPU the
   largest divisor of `batch` whose sampled columns (column_bytes per image)
   fit in _CHUNK_BYTES, at least 1."""
-  return _chunking.fitting_divisor(batch, column_bytes, _CHUNK_BYTES, backend)
+  if (backend or jax.default_backend()) != 'cpu':
+    return batch
+  fits = [c for c in range(1, batch + 1) if batch % c == 0 and c * column_bytes <= _CHUNK_BYTES]
+  return max(fits, default=1)
 
 
-def _sample_map_coordinates(x, ys, xs):
-  """The same sampling through jax.scipy.ndimage.map_coordinates (order 1)."""
-  def one_plane(img, yy, xx):  # img [H, W]; yy, xx [Ho, Wo, K]
-    return jax.scipy.ndimage.map_coordinates(img, [yy, xx], order=1,
-                                             mode='constant', cval=0.)
-  per_channel = jax.vmap(one_plane, in_axes=(-1, None, None), out_axes=-1)
-  per_group = jax.vmap(per_channel, in_axes=(2, 2, 2), out_axes=2)
-  per_batch = jax.vmap(per_group)
-  return per_batch(x, ys, xs)
+def _check_chunk(chunk, batch: int) -> int:
+  """A chunk given by the caller, as an int: a positive divisor of the batch, else a ValueError."""
+  if (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1
+      or batch % chunk):
+    raise ValueError(f"deform_conv chunk must be 'auto' or a positive divisor of the batch "
+                     f'size {batch}; got {chunk!r}.')
+  return int(chunk)
 
 
 def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
@@ -171,9 +173,8 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
     kernel: [kh, kw, Cin, Cout].
     mask: None, or [B, Ho, Wo, kh*kw] ([B, Ho, Wo, G, kh*kw] with groups).
     stride, padding, dilation: int or (h, w) pair, as in torchvision.
-    impl: 'gather', 'map_coordinates' (both differentiated by autodiff) or
-      'vjp' (the gather with a hand-written backward): same result and
-      gradients, different speed.
+    impl: 'vjp' (the gather with a hand-written backward) or 'gather' (its
+      autodiff oracle): same result and gradients, different speed.
     chunk: images sampled at a time, a divisor of B, each chunk's forward
       recomputed in the backward; 'auto' (`chunk_size`): whole batch off CPU,
       cache-sized chunks on CPU. Same result and gradients to float32
@@ -230,7 +231,7 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
   if chunk == 'auto':
     chunk = chunk_size(b, ho * wo * kh * kw * cin * x.dtype.itemsize)
   else:
-    chunk = _chunking.check_chunk(chunk, b, 'deform_conv', 'the batch size')
+    chunk = _check_chunk(chunk, b)
   core = functools.partial(_deform_core, kern=kern, impl=impl)
   if chunk == b:
     return core(xg, ys, xs, mask)
@@ -243,8 +244,7 @@ def deform_conv(x: jax.Array, offsets: jax.Array, kernel: jax.Array, *,
 def _deform_core(xg, ys, xs, mask, kern, impl):
   """Samples [B, H, W, G, Cg] at ys, xs [B, Ho, Wo, G, K], modulates, contracts
   with kern [K, G, Cg, Cout]: [B, Ho, Wo, Cout]."""
-  sample = {'gather': _sample_gather, 'map_coordinates': _sample_map_coordinates,
-            'vjp': _sample_vjp}[impl]
+  sample = {'gather': _sample_gather, 'vjp': _sample_vjp}[impl]
   cols = sample(xg, ys, xs)  # [B, Ho, Wo, G, K, Cg]
   if mask is not None:
     cols = cols * mask[..., None].astype(cols.dtype)

@@ -6,17 +6,15 @@ import pytest
 
 from scalenet import assert_equivariant, scale_conv, scale_pool
 from scalenet.representations import scale_space
-from scalenet.scale_convolution import IMPLS
 from scalenet.transforms import nearest_upsample
 from tests import reference
 
 
-@pytest.mark.parametrize('impl', IMPLS)
 @pytest.mark.parametrize('base,interaction,stride', [(2, 2, 1), (3, 1, 1), (2, 3, 2)])
-def test_scale_conv_matches_numpy_reference(impl, base, interaction, stride):
+def test_scale_conv_matches_numpy_reference(base, interaction, stride):
   x = jax.random.normal(jax.random.key(0), (2, 3, 11, 10, 3))
   k = jax.random.normal(jax.random.key(1), (interaction, 3, 3, 3, 4))
-  y = scale_conv(x, k, base=base, stride=stride, impl=impl)
+  y = scale_conv(x, k, base=base, stride=stride)
   chex.assert_shape(y, (2, 3, -(-11 // stride), -(-10 // stride), 4))
   ref = reference.scale_conv(np.asarray(x, np.float64), np.asarray(k, np.float64),
                              [base**s for s in range(3)], stride)
@@ -50,9 +48,8 @@ def _check(conv, num_scales=4, interaction=2, size=8):
                             rescale_fn=up, atol=1e-10)
 
 
-@pytest.mark.parametrize('impl', IMPLS)
-def test_scale_conv_exactly_equivariant_to_2x_upsampling(impl):
-  _check(lambda x, k: scale_conv(x, k, base=2, impl=impl))
+def test_scale_conv_exactly_equivariant_to_2x_upsampling():
+  _check(lambda x, k: scale_conv(x, k, base=2))
 
 
 def test_equivariance_negative_control_fixed_dilation_fails():

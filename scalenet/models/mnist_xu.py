@@ -90,7 +90,7 @@ class ColumnConv(nnx.Module):
       raise ValueError(f'input has {x.shape[1]} columns but the layer has '
                        f'{len(self.scales)} scales.')
     # A loop, not a grouped conv: XLA:CPU's grouped convs are slow
-    # (scale_convolution.DEFAULT_IMPL).
+    # (benchmarks/README.md).
     return jnp.stack([conv.conv2d(x[:, i], kernels[i], padding=self.padding)
                       for i in range(len(self.scales))], axis=1)
 
