@@ -32,21 +32,28 @@ def truncated_normal(key, shape) -> jax.Array:
   return jnp.asarray(out[:n].reshape(shape))
 
 
-def _he(rngs, shape, fan_in):
+def he_truncated_normal(rngs, shape, fan_in):
+  """He init, std sqrt(2 / fan_in), from a normal truncated to 2 std (the study's init)."""
   std = np.sqrt(2.0 / fan_in) / 0.87962566  # truncated normal correction
   return std * truncated_normal(rngs.params(), shape)
 
 
 class ScaleConv(nnx.Module):
-  """Dilated scale conv, weights tied across scales (see `scale_conv`)."""
+  """Dilated scale conv, weights tied across scales (see `scale_conv`).
+
+  `kernel_init` (key, shape) -> array replaces the truncated He-normal kernel
+  of shape [I, k, k, Cin, Cout].
+  """
 
   def __init__(self, in_features: int, out_features: int, *, kernel_size: int = 3,
                interaction: int = 1, base=2, stride: int = 1, use_bias: bool = True,
-               rngs: nnx.Rngs):
+               kernel_init=None, rngs: nnx.Rngs):
     self.base = _checks.integer_base(base)
     self.stride = stride
     shape = (interaction, kernel_size, kernel_size, in_features, out_features)
-    self.kernel = nnx.Param(_he(rngs, shape, interaction * kernel_size**2 * in_features))
+    self.kernel = nnx.Param(
+        he_truncated_normal(rngs, shape, interaction * kernel_size**2 * in_features)
+        if kernel_init is None else kernel_init(rngs.params(), shape))
     self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
 
   def __call__(self, x):
@@ -93,8 +100,8 @@ class DeformConv(nnx.Module):
     self.offset_scale = offset_scale
     taps = kernel_size**2
     shape = (kernel_size, kernel_size, in_features, out_features)
-    self.kernel = nnx.Param(_he(rngs, shape, taps * in_features) if kernel_init is None
-                            else kernel_init(rngs.params(), shape))
+    self.kernel = nnx.Param(he_truncated_normal(rngs, shape, taps * in_features)
+                            if kernel_init is None else kernel_init(rngs.params(), shape))
     self.bias = nnx.Param(jnp.zeros((out_features,)) if bias_init is None
                           else bias_init(rngs.params(), (out_features,)))
     branch = offset_groups * taps * (3 if modulated else 2)
@@ -139,7 +146,7 @@ class DeformScaleConv(nnx.Module):
     self.k, self.interaction, self.offset_scale = kernel_size, interaction, offset_scale
     fan_in = interaction * kernel_size**2 * in_features
     shape = (interaction, kernel_size, kernel_size, in_features, out_features)
-    self.kernel = nnx.Param(_he(rngs, shape, fan_in) if kernel_init is None
+    self.kernel = nnx.Param(he_truncated_normal(rngs, shape, fan_in) if kernel_init is None
                             else kernel_init(rngs.params(), shape))
     self.bias = nnx.Param(jnp.zeros((out_features,))) if use_bias else None
     self.offset_kernel = nnx.Param(jnp.zeros((interaction, 3, 3, in_features,
@@ -162,43 +169,67 @@ class DeformScaleConv(nnx.Module):
     return y if self.bias is None else y + self.bias[...]
 
 
+def lift_conv(x: jax.Array, kernels: jax.Array, padding) -> jax.Array:
+  """Image -> scale space: [B, H, W, Cin] -> [B, S, H', W', Cout], level j
+  convolved with kernels[j] of [S, k, k, Cin, Cout] (one conv, levels stacked
+  in the output channels)."""
+  s, k, _, cin, cout = kernels.shape
+  stacked = jnp.moveaxis(kernels, 0, -2).reshape(k, k, cin, s * cout)
+  y = conv.conv2d(x, stacked, padding=padding)
+  return jnp.moveaxis(y.reshape(*y.shape[:3], s, cout), 3, 1)
+
+
+def levelwise_conv(x: jax.Array, kernels: jax.Array, padding) -> jax.Array:
+  """Scale space -> scale space: [B, S, H, W, Cin] -> [B, S, H', W', Cout],
+  level j convolved with kernels[j] of [S, k, k, Cin, Cout] (one conv per
+  level: on XLA:CPU a feature-grouped conv over the levels is slower,
+  benchmarks/README.md)."""
+  if x.shape[1] != kernels.shape[0]:
+    raise ValueError(f'input has {x.shape[1]} levels but the basis has {kernels.shape[0]}.')
+  return jnp.stack([conv.conv2d(x[:, j], kernels[j], padding=padding)
+                    for j in range(kernels.shape[0])], axis=1)
+
+
 class SteerableConv(nnx.Module):
   """Conv whose kernels are learned combinations of a fixed multi-scale basis.
 
   mode='lift': [B, H, W, Cin] -> [B, S, H, W, Cout], level j uses scale j.
   mode='group': [B, S, H, W, Cin] -> [B, S, H, W, Cout], level j mixes levels
-    j..j+I-1 with basis scale j (the scale-translation group conv of SESN).
+    j..j+I-1 with basis scale j (the scale-translation group conv of SESN;
+    with I = 1, each level through its own scale: SESConv_H_H, scale_size 1).
   mode='max': [B, H, W, Cin] -> [B, H, W, Cout], max over the scaled filters
     (the locally scale-invariant conv of SS-CNN).
+
+  The coefficients are [I, Cin, Cout, F] for a basis [F, S, k, k];
+  `kernel_init` (key, shape) -> array replaces their truncated He-normal
+  init. `padding` is conv2d's ('SAME', or an int for zero padding on every
+  side).
   """
 
   def __init__(self, in_features: int, out_features: int, basis: np.ndarray, *,
-               mode: str, interaction: int = 1, rngs: nnx.Rngs):
+               mode: str, interaction: int = 1, padding='SAME', kernel_init=None,
+               rngs: nnx.Rngs):
     if mode not in ('lift', 'group', 'max'):
       raise ValueError(f"SteerableConv mode must be 'lift', 'group' or 'max'; got {mode!r}.")
     self.mode, self.interaction = mode, interaction if mode == 'group' else 1
-    self.basis = nnx.data(jnp.asarray(basis))  # [F, S, k, k], fixed
+    self.padding = padding
+    self.basis = nnx.data(jnp.asarray(basis, jnp.float32))  # [F, S, k, k], fixed
     nf = basis.shape[0]
-    self.weight = nnx.Param(_he(rngs, (self.interaction, in_features, out_features, nf),
-                                self.interaction * in_features * nf) / np.sqrt(basis.shape[-1]))
+    shape = (self.interaction, in_features, out_features, nf)
+    self.weight = nnx.Param(
+        he_truncated_normal(rngs, shape, self.interaction * in_features * nf)
+        / np.sqrt(basis.shape[-1]) if kernel_init is None else kernel_init(rngs.params(), shape))
     self.bias = nnx.Param(jnp.zeros((out_features,)))
 
   def kernels(self):
     """[S, k, k, I*Cin, Cout]: one kernel per basis scale."""
     w = self.weight[...]
-    kern = jnp.einsum('iof,fsyx->syxio', w.reshape(-1, *w.shape[2:]), self.basis)
-    return kern
+    return jnp.einsum('iof,fsyx->syxio', w.reshape(-1, *w.shape[2:]), self.basis)
 
   def __call__(self, x):
     kern = self.kernels()
-    s, k = kern.shape[0], kern.shape[1]
     if self.mode in ('lift', 'max'):
-      stacked = jnp.moveaxis(kern, 0, -2).reshape(k, k, kern.shape[3], -1)
-      y = conv.conv2d(x, stacked, padding='SAME')
-      y = jnp.moveaxis(y.reshape(*y.shape[:3], s, -1), 3, 1) + self.bias[...]
+      y = lift_conv(x, kern, self.padding) + self.bias[...]
       return y if self.mode == 'lift' else pooling.max_over(y, 1)
-    # One conv per level: on XLA:CPU a feature-grouped conv over the levels is
-    # slower than this loop (benchmarks/README.md).
     xs = scale_convolution._interaction_stack(x, self.interaction)
-    y = jnp.stack([conv.conv2d(xs[:, j], kern[j], padding='SAME') for j in range(s)], axis=1)
-    return y + self.bias[...]
+    return levelwise_conv(xs, kern, self.padding) + self.bias[...]

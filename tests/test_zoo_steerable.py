@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from scalenet import equivariance, models
+from scalenet import equivariance, layers, models
 from scalenet.bases import disco as disco_basis, hermite as ses_basis
 from scalenet.data import readers
 from scalenet.models import mnist_ses
@@ -132,10 +132,10 @@ def _zero_insert(x, n):
 
 def _lift_gap(basis, x, level, n):
   weight = jax.random.normal(jax.random.key(1), (basis.shape[0], x.shape[-1], 3))
-  kern = mnist_ses.basis_kernels(weight, jnp.asarray(basis))
+  kern = jnp.einsum('fio,fsyx->syxio', weight, jnp.asarray(basis))
   pad = basis.shape[-1] // 2
-  small = mnist_ses.lift_conv(x, kern, pad)[:, 0]
-  big = mnist_ses.lift_conv(_zero_insert(x, n), kern, pad)[:, level, ::n, ::n] * n**2
+  small = layers.lift_conv(x, kern, pad)[:, 0]
+  big = layers.lift_conv(_zero_insert(x, n), kern, pad)[:, level, ::n, ::n] * n**2
   return float(jnp.max(jnp.abs(big - small)) / jnp.max(jnp.abs(small)))
 
 
@@ -157,12 +157,12 @@ def test_sesn_conv_is_exactly_equivariant_to_integer_zero_insertion(name, digits
   assert _lift_gap(basis, x, basis.shape[1] - 1, n) < 1e-5
   # The level-wise conv uses the same kernels: level S-1 of U_n y vs level 0 of y.
   weight = jax.random.normal(jax.random.key(2), (basis.shape[0], 1, 2))
-  kern = mnist_ses.basis_kernels(weight, jnp.asarray(basis))
+  kern = jnp.einsum('fio,fsyx->syxio', weight, jnp.asarray(basis))
   levels = jnp.stack([x] * basis.shape[1], axis=1)
   up = jnp.stack([_zero_insert(x, n)] * basis.shape[1], axis=1)
   pad = basis.shape[-1] // 2
-  small = mnist_ses.levelwise_conv(levels, kern, pad)[:, 0]
-  big = mnist_ses.levelwise_conv(up, kern, pad)[:, -1, ::n, ::n] * n**2
+  small = layers.levelwise_conv(levels, kern, pad)[:, 0]
+  big = layers.levelwise_conv(up, kern, pad)[:, -1, ::n, ::n] * n**2
   np.testing.assert_allclose(big, small, atol=1e-5 * float(jnp.max(jnp.abs(small))))
 
 

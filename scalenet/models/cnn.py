@@ -42,7 +42,7 @@ class CNN(common.SpatialBlocks):
         conv = nnx.Conv(widths[i], widths[i + 1], (3, 3), padding='SAME', rngs=rngs)
       blocks.append(common.Block(conv, widths[i + 1], pool=pool, rngs=rngs))
     self.blocks = nnx.List(blocks)
-    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+    self.head = common.GlobalMaxHead(channels[-1], num_classes, rngs=rngs)
 
 
 

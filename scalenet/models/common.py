@@ -25,7 +25,7 @@ def batch_norm(features: int, *, rngs: nnx.Rngs, **kwargs) -> nnx.BatchNorm:
   return nnx.BatchNorm(features, momentum=BN_MOMENTUM, rngs=rngs, **kwargs)
 
 
-class Head(nnx.Module):
+class GlobalMaxHead(nnx.Module):
   """Global spatial max pool then a dense layer: [B, H, W, C] -> logits [B, K]."""
 
   def __init__(self, in_features: int, num_classes: int, *, rngs: nnx.Rngs):

@@ -58,7 +58,7 @@ class DSS(common.Representable):
                               base=self.base, rngs=rngs),
                      widths[i + 1], pool=pool, rngs=rngs)
         for i, pool in enumerate(common.pool_flags(len(channels), pools))])
-    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+    self.head = common.GlobalMaxHead(channels[-1], num_classes, rngs=rngs)
 
   def lift(self, x):
     return scale_space.gaussian_lift(x, num_scales=self.num_scales, base=self.base,
@@ -113,7 +113,7 @@ class DSSv2(common.Representable):
         common.Block(nnx.Conv(widths[i], widths[i + 1], (3, 3), padding='SAME', rngs=rngs),
                      widths[i + 1], pool=pool, pool_padding='SAME', rngs=rngs)
         for i, pool in enumerate(common.pool_flags(len(channels), pools))])
-    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+    self.head = common.GlobalMaxHead(channels[-1], num_classes, rngs=rngs)
 
   def representations(self, x):
     """'lift' and every block on the coarsest grid [B, S, h, w, C], then the logits."""

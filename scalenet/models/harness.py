@@ -114,8 +114,8 @@ class Stage(nnx.Module):
     return y if self.norm is None else self.norm(y)
 
 
-class Head(nnx.Module):
-  """flatten -> Linear -> BatchNorm1d -> relu -> Dropout -> Linear: [B, 2, 2, C] -> [B, K].
+class MLPHead(nnx.Module):
+  """The published table's head: flatten -> Linear -> BatchNorm1d -> relu -> Dropout -> Linear: [B, 2, 2, C] -> [B, K].
 
   Flattening is in H, W, C order (PyTorch's is C, H, W: a fixed permutation
   of the first layer's inputs, immaterial for a layer trained from scratch).

@@ -44,7 +44,7 @@ class MnistCNN(mc.ConvStages):
                            for i in range(3)])
     self.stages = nnx.List([mc.Stage(c, window=w, padding=p, rngs=rngs) for c, (w, p)
                             in zip(channels, mc.pool_geometry(self.upsample))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
 mnist_cnn_28 = common.register(MnistCNN, 'mnist_cnn_28', upsample=1)
 mnist_cnn_56 = common.register(MnistCNN, 'mnist_cnn_56', upsample=2)
@@ -88,7 +88,7 @@ class MnistDCN(mc.ConvStages):
     self.convs = nnx.List(convs)
     self.stages = nnx.List([mc.Stage(c, window=w, padding=p, rngs=rngs) for c, (w, p)
                             in zip(channels, mc.pool_geometry(self.upsample))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
 
 mnist_dcn_28 = common.register(MnistDCN, 'mnist_dcn_28', upsample=1)

@@ -31,7 +31,7 @@ from flax import nnx
 from scalenet import pooling, representations as reps, transforms
 from scalenet.bases import disco, hermite
 from scalenet.models import common, harness
-from scalenet.models.mnist_ses import SESConv
+from scalenet.models.mnist_ses import ses_conv
 
 DEFAULT_BASIS_DIR = 'data/disco'
 
@@ -84,11 +84,11 @@ class MNISTDISCO(common.Representable):
                                     min_scale=min_scale, mult=mult, max_order=max_order,
                                     cache_dir=basis_dir)
     widths = (in_channels, *channels)
-    self.convs = nnx.List([SESConv(widths[i], widths[i + 1], basis,
-                                   mode='lift' if i == 0 else 'levels', rngs=rngs)
+    self.convs = nnx.List([ses_conv(widths[i], widths[i + 1], basis,
+                                    mode='lift' if i == 0 else 'levels', rngs=rngs)
                            for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   rngs=rngs)
 
   def representations(self, x):

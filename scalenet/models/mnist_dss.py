@@ -27,22 +27,15 @@ BASE = 2  # Scale ratio between levels, and the dilation base.
 ZERO_SCALE = 0.25  # Scale the input is taken to have.
 
 
-class DilatedScaleConv(nnx.Module):
-  """The reference's Dconv2d with one kernel level: level s convolved with the kernel dilated by base**s.
-
-  Zero padding (k // 2) base**s keeps every level's size: this is
-  `scale_conv` with interaction 1 (no bias), whose 'SAME' padding is the same.
-  """
-
-  def __init__(self, in_features: int, out_features: int, kernel_size: int, *,
-               base: int = BASE, rngs: nnx.Rngs):
-    self.base = base
-    self.kernel = nnx.Param(mc.he_normal(in_features * kernel_size**2)(
-        rngs.params(), (1, kernel_size, kernel_size, in_features, out_features)))
-
-  def __call__(self, z):
-    """[B, S, H, W, Cin] -> [B, S, H, W, Cout]."""
-    return scale_convolution.scale_conv(z, self.kernel[...], base=self.base)
+def dilated_scale_conv(in_features: int, out_features: int, kernel_size: int, *,
+                       base: int = BASE, rngs: nnx.Rngs) -> layers.ScaleConv:
+  """The reference's Dconv2d with one kernel level: level s convolved with the
+  kernel dilated by base**s, zero padding (k // 2) base**s, no bias, He-normal
+  init; this is `layers.ScaleConv` with interaction 1, whose 'SAME' padding is
+  the same. [B, S, H, W, Cin] -> [B, S, H, W, Cout]."""
+  return layers.ScaleConv(in_features, out_features, kernel_size=kernel_size, base=base,
+                          use_bias=False, kernel_init=mc.he_normal(in_features * kernel_size**2),
+                          rngs=rngs)
 
 
 def lift(x, num_scales: int = NUM_SCALES):
@@ -51,7 +44,7 @@ def lift(x, num_scales: int = NUM_SCALES):
 
 
 class _DSSBase(common.Representable):
-  """Blocks of DilatedScaleConv and the harness's head; subclasses say where scales are pooled."""
+  """Blocks of dilated_scale_conv and the harness's head; subclasses say where scales are pooled."""
 
   def __init__(self, num_classes: int = 10, *, in_channels: int = 1,
                channels=mc.WIDTHS, hidden: int = mc.HIDDEN, dropout: float = mc.DROPOUT,
@@ -62,11 +55,11 @@ class _DSSBase(common.Representable):
       raise ValueError(f'num_scales must be >= 2; got {num_scales!r}.')
     self.num_scales = num_scales
     widths = (in_channels, *channels)
-    self.convs = nnx.List([DilatedScaleConv(widths[i], widths[i + 1], mc.KERNEL_SIZE,
+    self.convs = nnx.List([dilated_scale_conv(widths[i], widths[i + 1], mc.KERNEL_SIZE,
                                             rngs=rngs) for i in range(3)])
     self.stages = nnx.List([mc.Stage(c, window=w, padding=p, rngs=rngs) for c, (w, p)
                             in zip(channels, mc.pool_geometry(self.upsample))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
 
 class MnistDSSVector(_DSSBase):
@@ -209,7 +202,7 @@ class MnistDSSv2(common.Representable):
         nnx.Param(mc.he_normal(widths[i] * k**2)(rngs.params(), (k, k, widths[i], widths[i + 1])))
         for i in range(3)])
     self.norms = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
   def _pools(self, block: int, level: int) -> tuple[int, int]:
     window, padding = mc.pool_geometry(self.upsample)[block]

@@ -88,7 +88,7 @@ class MnistKanazawa(mc.ConvStages):
                                   rngs=rngs) for i in range(3)])
     self.stages = nnx.List([mc.Stage(c, window=w, padding=p, rngs=rngs) for c, (w, p)
                             in zip(channels, mc.pool_geometry(self.upsample))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
 
 

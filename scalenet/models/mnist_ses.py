@@ -41,68 +41,35 @@ References:
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scalenet import conv, pooling, representations as reps, transforms
+from scalenet import layers, pooling, representations as reps, transforms
 from scalenet.bases import hermite
 from scalenet.models import common, harness
 
 
-def basis_kernels(weight: jax.Array, basis: jax.Array) -> jax.Array:
-  """[S, k, k, Cin, Cout] kernels from coefficients [F, Cin, Cout] and a basis [F, S, k, k]."""
-  return jnp.einsum('fio,fsyx->syxio', weight, basis)
-
-
-def lift_conv(x: jax.Array, kernels: jax.Array, padding: int) -> jax.Array:
-  """Z2 -> scale space: [B, H, W, Cin] -> [B, S, H', W', Cout], level j uses kernels[j]."""
-  s, k, _, cin, cout = kernels.shape
-  stacked = jnp.moveaxis(kernels, 0, -2).reshape(k, k, cin, s * cout)
-  y = conv.conv2d(x, stacked, padding=padding)
-  return jnp.moveaxis(y.reshape(*y.shape[:3], s, cout), 3, 1)
-
-
-def levelwise_conv(x: jax.Array, kernels: jax.Array, padding: int) -> jax.Array:
-  """Scale space -> scale space without scale interaction (SESConv_H_H, scale_size 1).
-
-  [B, S, H, W, Cin] -> [B, S, H', W', Cout]: level j is convolved with kernels[j].
-  """
-  if x.shape[1] != kernels.shape[0]:
-    raise ValueError(f'input has {x.shape[1]} levels but the basis has {kernels.shape[0]}.')
-  return jnp.stack([conv.conv2d(x[:, j], kernels[j], padding=padding)
-                    for j in range(kernels.shape[0])], axis=1)
-
-
-class SESConv(nnx.Module):
-  """Steerable conv: learned coefficients of a fixed [F, S, k, k] basis, one bias per channel.
+def ses_conv(in_features: int, out_features: int, basis: np.ndarray, *, mode: str,
+             rngs: nnx.Rngs) -> layers.SteerableConv:
+  """The reference's steerable conv: `layers.SteerableConv` with one bias per
+  channel, zero padding k // 2, stride 1, and PyTorch's uniform init of the
+  coefficients (drawn as the reference's [F, Cin, Cout]).
 
   mode='lift': [B, H, W, Cin] -> [B, S, H, W, Cout] (SESConv_Z2_H);
   mode='levels': [B, S, H, W, Cin] -> [B, S, H, W, Cout] (SESConv_H_H with
   scale_size 1: level j only sees input level j, through the scale-j basis).
-  Zero padding of k // 2, stride 1, as the reference.
   """
+  if mode not in ('lift', 'levels'):
+    raise ValueError(f"ses_conv mode must be 'lift' or 'levels'; got {mode!r}.")
+  nf = basis.shape[0]
 
-  def __init__(self, in_features: int, out_features: int, basis: np.ndarray, *,
-               mode: str, rngs: nnx.Rngs):
-    if mode not in ('lift', 'levels'):
-      raise ValueError(f"SESConv mode must be 'lift' or 'levels'; got {mode!r}.")
-    self.mode = mode
-    self.basis = nnx.data(jnp.asarray(basis, jnp.float32))  # fixed, not a parameter
-    nf = basis.shape[0]
-    self.weight = nnx.Param(harness.torch_uniform(in_features * nf)(
-        rngs.params(), (nf, in_features, out_features)))
-    self.bias = nnx.Param(jnp.zeros((out_features,)))
-
-  def kernels(self) -> jax.Array:
-    """[S, k, k, Cin, Cout]."""
-    return basis_kernels(self.weight[...], self.basis)
-
-  def __call__(self, x):
-    pad = self.basis.shape[-1] // 2
-    fn = lift_conv if self.mode == 'lift' else levelwise_conv
-    return fn(x, self.kernels(), pad) + self.bias[...]
+  def init(key, shape):  # [1, Cin, Cout, F], drawn in the reference's layout.
+    w = harness.torch_uniform(in_features * nf)(key, (nf, in_features, out_features))
+    return jnp.moveaxis(w, 0, -1).reshape(shape)
+  return layers.SteerableConv(in_features, out_features, basis,
+                              mode='lift' if mode == 'lift' else 'group',
+                              padding=basis.shape[-1] // 2, kernel_init=init, rngs=rngs)
 
 
 class MNISTSES(common.Representable):
@@ -147,10 +114,10 @@ class MNISTSES(common.Representable):
                                               max_order=max_order, mult=mult)
     widths = (in_channels, *channels)
     modes = ('lift', 'levels', 'levels') if vector else ('lift',) * 3
-    self.convs = nnx.List([SESConv(widths[i], widths[i + 1], basis, mode=modes[i], rngs=rngs)
+    self.convs = nnx.List([ses_conv(widths[i], widths[i + 1], basis, mode=modes[i], rngs=rngs)
                            for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   rngs=rngs)
 
   def _projects(self, i: int) -> bool:

@@ -192,7 +192,7 @@ class MnistSEVFScalar(common.Representable):
     self.stages = nnx.List([mc.Stage(c, window=w, padding=p, norm=i < 2, rngs=rngs)
                             for i, (c, (w, p)) in enumerate(zip(
                                 channels, mc.pool_geometry(self.upsample)))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout,
                         fc1_bias=True, rngs=rngs)
 
   def representations(self, x):
@@ -244,7 +244,7 @@ class MnistSEVFVector(common.Representable):
     self.convs = nnx.List([VectorSEVFConv(channels[i], channels[i + 1], k, rngs=rngs)
                            for i in range(2)])
     self.norms = nnx.List([VectorBatchNorm(c) for c in channels[:2]])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout,
                         fc1_bias=True, rngs=rngs)
 
   def representations(self, x):

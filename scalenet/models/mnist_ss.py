@@ -39,7 +39,7 @@ from flax import nnx
 from scalenet import pooling, representations as reps, transforms
 from scalenet.bases import log_radial
 from scalenet.models import common, harness
-from scalenet.models.mnist_ses import lift_conv
+from scalenet.layers import lift_conv
 
 
 def steered_kernels(mult_real, mult_imag, real, imag, phases) -> jax.Array:
@@ -127,7 +127,7 @@ class MNISTSS(common.Representable):
                                              kernel_sizes=kernel_sizes, base_size=base_size,
                                              rngs=rngs) for i in range(3)])
     self.bns = nnx.List([common.batch_norm(c, rngs=rngs) for c in channels])
-    self.head = harness.Head(4 * channels[-1], hidden, num_classes, dropout=dropout,
+    self.head = harness.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout,
                                   fc1_bias=True, rngs=rngs)
 
   def representations(self, x):

@@ -155,7 +155,7 @@ class MnistXu(common.Representable):
     self.stages = nnx.List([
         mc.Stage(c, window=w, padding=p, norm=ColumnBatchNorm(n, c, rngs=rngs), rngs=rngs)
         for c, (w, p) in zip(channels, mc.pool_geometry(self.upsample))])
-    self.head = mc.Head(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
+    self.head = mc.MLPHead(4 * channels[-1], hidden, num_classes, dropout=dropout, rngs=rngs)
 
   def representations(self, x):
     """Column maxima [B, H, W, C] of each conv output and block output, then the logits."""

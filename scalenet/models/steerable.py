@@ -60,7 +60,7 @@ class SESN(common.Representable):
                                   interaction=interaction, rngs=rngs)
       blocks.append(common.Block(conv, widths[i + 1], pool=pool, rngs=rngs))
     self.blocks = nnx.List(blocks)
-    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+    self.head = common.GlobalMaxHead(channels[-1], num_classes, rngs=rngs)
 
   def representations(self, x):
     """Every block over the scale-translation group [B, S, H', W', C], then the logits."""
@@ -90,7 +90,7 @@ class SSCNN(common.SpatialBlocks):
                                           rngs=rngs),
                      widths[i + 1], pool=pool, rngs=rngs)
         for i, pool in enumerate(common.pool_flags(len(channels), pools))])
-    self.head = common.Head(channels[-1], num_classes, rngs=rngs)
+    self.head = common.GlobalMaxHead(channels[-1], num_classes, rngs=rngs)
 
 
 
