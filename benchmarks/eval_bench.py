@@ -11,7 +11,7 @@ import time
 from absl import app, flags, logging
 
 sys.path.insert(0, '.')
-from scalenet import checkpoint, evaluate, runtime  # noqa: E402
+from scalenet import evaluate, run_record, runtime  # noqa: E402
 from scalenet.data import pipeline  # noqa: E402
 from flax import nnx  # noqa: E402
 
@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 
 def main(_):
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-  config = checkpoint.read_config(FLAGS.workdir)
+  config = run_record.read_config(FLAGS.workdir)
   with config.unlocked():
     config.eval_splits, config.progress_bar = None, False
   t0 = time.perf_counter()

@@ -15,7 +15,7 @@ OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'step', 'cosine')
 EVAL_CHECKPOINTS = ('best', 'latest')
 # Keys that define the model and the data: a resume or an evaluation with
-# another value would test a different run (checkpoint.check_identity).
+# another value would test a different run (run_record.check_identity).
 MODEL_KEYS = ('model_name', 'model')
 DATA_KEYS = ('dataset', 'data_source', 'realization', 'image_size', 'generator', 'rescale',
              'input_norm')
@@ -78,18 +78,21 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _keys(cfg, prefix=''):
+def flat_items(cfg, prefix: str = '') -> dict:
+  """{dotted key: value} of a config; `model` (free-form kwargs) stays one dict."""
+  out = {}
   for k, v in cfg.items():
     if isinstance(v, ml_collections.ConfigDict) and k != 'model':
-      yield from _keys(v, f'{prefix}{k}.')
+      out.update(flat_items(v, f'{prefix}{k}.'))
     else:
-      yield prefix + k
+      out[prefix + k] = v.to_dict() if isinstance(v, ml_collections.ConfigDict) else v
+  return out
 
 
 def validate(config) -> None:
   """Raises ValueError naming any unknown key or impossible value."""
-  known = set(_keys(default_config()))
-  for key in _keys(config):
+  known = set(flat_items(default_config()))
+  for key in flat_items(config):
     if key not in known:
       close = difflib.get_close_matches(key, known, n=1)
       hint = f" Did you mean '{close[0]}'?" if close else ''

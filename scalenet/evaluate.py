@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots
-from scalenet import representations, runtime, tables, transforms
+from scalenet import representations, run_record, runtime, tables, transforms
 from scalenet.data import builders, generate, normalize, pipeline
 from flax import nnx
 
@@ -91,10 +91,10 @@ def run_config(workdir: str, config=None):
   """
   if not checkpoint.has_checkpoint(workdir):
     raise checkpoint.CheckpointError(f'no checkpoint in {workdir}: train first.')
-  saved = checkpoint.read_config(workdir)
+  saved = run_record.read_config(workdir)
   if config is None:
     return saved
-  checkpoint.check_identity(saved, config, f'evaluating {workdir}')
+  run_record.check_identity(saved, config, f'evaluating {workdir}')
   return copy.deepcopy(config)
 
 
@@ -126,7 +126,7 @@ def restore_selected(config, workdir: str, model_state, steps_per_epoch: int):
 
 def data_identity(config, datasets) -> dict:
   """What results.json records about the data: the keys that define it, and sizes."""
-  ident = checkpoint.identity(config)
+  ident = run_record.identity(config)
   out = {k: ident[k] for k in config_lib.DATA_KEYS}
   out['source_identity'] = builders.source_identity(config.dataset, out['data_source'])
   out['source_files'] = builders.source_record(config.dataset, out['data_source'])

@@ -16,154 +16,18 @@ two sides do not overlap, else 'inconclusive'; n is always given.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shutil
 
-import numpy as np
-
-from scalenet import plots, tables
+from scalenet import plots
+from scalenet.records import collect, compare, fmt, load_run, realizations, stats, verdict
 from scalenet.tables import factor_key
 
-FILES = ('eval/results.json', 'config.json', 'metrics.jsonl', 'train_seconds', 'eval_seconds')
 A_MODELS = ('cnn', 'dcn', 'dss_v1', 'sscnn', 'mnist_ses_vector_28', 'mnist_disco')
 C_STUDY = ('dss_v1', 'dss_v2', 'deform_dss')
 C_HARNESS = ('mnist_dss_vector_28', 'mnist_dss_v2_28', 'mnist_deform_dss_28')
 B_MODELS = ('dss_v1', 'deform_dss')
 HALF = factor_key(0.5)
-
-
-# --- Collecting runs. ---
-
-def _run_dirs(root: str):
-  """(relative path, absolute path) of every run directory under root."""
-  for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-    for d in list(dirnames):
-      full = os.path.join(dirpath, d)
-      if os.path.islink(full):
-        dirnames.remove(d)
-        yield os.path.relpath(full, root), full
-    if 'config.json' in filenames:
-      yield os.path.relpath(dirpath, root), dirpath
-
-
-def collect(root: str, out: str) -> int:
-  """Copies every evaluated run's record from `root` into `out`; returns how many."""
-  count = 0
-  for rel, path in _run_dirs(root):
-    dest = os.path.join(out, rel)
-    if os.path.islink(path):
-      target = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
-      os.makedirs(dest, exist_ok=True)
-      with open(os.path.join(dest, 'SAME_AS'), 'w') as f:
-        f.write(target + '\n')
-      continue
-    if not os.path.exists(os.path.join(path, 'eval', 'results.json')):
-      continue
-    for name in FILES:
-      src = os.path.join(path, name)
-      if os.path.exists(src):
-        os.makedirs(os.path.dirname(os.path.join(dest, name)), exist_ok=True)
-        shutil.copyfile(src, os.path.join(dest, name))
-    count += 1
-  return count
-
-
-# --- Loading them. ---
-
-def _step_seconds(metrics_path: str, batch_size: int):
-  """Median seconds per training step, from the logged examples/s (first log left out)."""
-  if not os.path.exists(metrics_path):
-    return None
-  rates = []
-  with open(metrics_path) as f:
-    for line in f:
-      if line.strip():
-        rate = json.loads(line).get('train/examples_per_s')
-        if rate:
-          rates.append(rate)
-  rates = rates[1:] or rates  # the first includes compilation
-  return batch_size / float(np.median(rates)) if rates else None
-
-
-def load_run(runs: str, rel: str):
-  """{'results', 'config', 'train_seconds', 'eval_seconds', 'step_seconds', 'dir'} or None."""
-  path = os.path.join(runs, rel)
-  same = os.path.join(path, 'SAME_AS')
-  if os.path.exists(same):
-    with open(same) as f:
-      rel = f.read().strip()
-    path = os.path.join(runs, rel)
-  res = os.path.join(path, 'eval', 'results.json')
-  if not os.path.exists(res):
-    return None
-  with open(res) as f:
-    results = json.load(f)
-  with open(os.path.join(path, 'config.json')) as f:
-    config = json.load(f)
-  return {'results': results, 'config': config, 'dir': rel,
-          'train_seconds': tables.read_seconds(os.path.join(path, 'train_seconds')),
-          'eval_seconds': tables.read_seconds(os.path.join(path, 'eval_seconds')),
-          'step_seconds': _step_seconds(os.path.join(path, 'metrics.jsonl'),
-                                        config.get('batch_size', 128))}
-
-
-def realizations(runs: str, *parts) -> list:
-  """Every evaluated run under runs/<parts...>/r<k>, in order of k."""
-  base = os.path.join(runs, *parts)
-  if not os.path.isdir(base):
-    return []
-  out = []
-  for d in sorted(os.listdir(base)):
-    if d.startswith('r') and d[1:].isdigit():
-      run = load_run(runs, os.path.join(*parts, d))
-      if run:
-        out.append(run)
-  return out
-
-
-# --- Statistics. ---
-
-def stats(values):
-  """(mean, sample std or 0, n) of the finite values; (nan, nan, 0) if none."""
-  v = np.asarray([x for x in values if x is not None and math.isfinite(x)], np.float64)
-  if not len(v):
-    return math.nan, math.nan, 0
-  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
-
-
-def fmt(values, digits: int = 4, pct: bool = False) -> str:
-  m, s, n = stats(values)
-  if not n:
-    return '-'
-  k = 100.0 if pct else 1.0
-  if n == 1:
-    return f'{m * k:.{digits}g} (n=1)'
-  return f'{m * k:.{digits}g} ± {s * k:.2g} (n={n})'
-
-
-def compare(a, b) -> tuple[str, str]:
-  """('a > b' | 'a < b', 'overlap' | 'no overlap') of mean +- std intervals."""
-  (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
-  if not na or not nb:
-    return 'not measured', '-'
-  order = 'higher' if ma > mb else 'lower'
-  overlap = (ma - sa <= mb + sb) and (mb - sb <= ma + sa)
-  return order, 'intervals overlap' if overlap else 'intervals do not overlap'
-
-
-def verdict(holds: bool, a, b) -> str:
-  """'confirmed' / 'refuted' when the intervals separate, else 'inconclusive'.
-
-  Needs n >= 2 on both sides: one realization has no spread to compare.
-  """
-  if min(stats(a)[2], stats(b)[2]) < 2:
-    return 'inconclusive (n < 2)'
-  order, overlap = compare(a, b)
-  if overlap != 'intervals do not overlap':
-    return 'inconclusive'
-  return 'confirmed' if holds else 'refuted'
 
 
 def acc(runs, split='test'):

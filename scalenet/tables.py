@@ -33,7 +33,6 @@ Networks", ICLR 2020 (Table 2).
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -41,10 +40,12 @@ import re
 
 import numpy as np
 
+from scalenet import records
+
 DELTA_FACTORS = (0.5, 2.0)
 DELTA_LAYERS = ('block0.conv', 'logits')
 SIZES = (28, 56)
-SETTINGS = ('plain', 'plus')  # Directory names of the reproduction script's settings.
+SETTINGS = records.SETTINGS
 MISSING = '-'
 
 
@@ -179,58 +180,6 @@ def split_model_name(name: str, image_size=None) -> tuple[str, int]:
   if m and int(m.group(2)) in SIZES:
     return m.group(1) + (' (p)' if m.group(3) else ''), int(m.group(2))
   return name, int(NATIVE_SIZE.get(name) or image_size or SIZES[0])
-
-
-def read_seconds(path: str):
-  """The sum of the lines of a time file (one per session), or None if absent."""
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return sum(float(line) for line in f if line.strip())
-
-
-def load_runs(root: str) -> list[dict]:
-  """Every evaluated run under `root`, as the reproduction script lays them out.
-
-  Layout: <root>/<model>/<setting>/r<k>/eval/results.json, with setting in
-  SETTINGS ('plus': trained with the '+' random rescaling); the older
-  <root>/<model>/r<k>/ counts as 'plain'. Files `train_seconds` and
-  `eval_seconds` in the run directory (one line per session) give the
-  times; its `config.json`, where kept, the number of epochs.
-
-  Returns:
-    [{'model', 'setting', 'realization', 'results', 'train_seconds',
-      'eval_seconds', 'epochs', 'dir'}].
-
-  Raises:
-    FileNotFoundError: no evaluated run under `root`.
-  """
-  paths = sorted(set(glob.glob(os.path.join(root, '*', 'r*', 'eval', 'results.json')))
-                 | set(glob.glob(os.path.join(root, '*', '*', 'r*', 'eval', 'results.json'))))
-  runs = []
-  for path in paths:
-    run_dir = os.path.dirname(os.path.dirname(path))
-    parent = os.path.dirname(run_dir)
-    setting = os.path.basename(parent)
-    if setting not in SETTINGS:
-      setting = 'plain'
-    else:
-      parent = os.path.dirname(parent)
-    with open(path) as f:
-      res = json.load(f)
-    epochs = None
-    if os.path.exists(os.path.join(run_dir, 'config.json')):
-      with open(os.path.join(run_dir, 'config.json')) as f:
-        epochs = json.load(f).get('num_epochs')
-    runs.append({'model': res.get('model_name') or os.path.basename(parent),
-                 'setting': setting, 'realization': os.path.basename(run_dir),
-                 'results': res, 'dir': run_dir, 'epochs': epochs,
-                 'train_seconds': read_seconds(os.path.join(run_dir, 'train_seconds')),
-                 'eval_seconds': read_seconds(os.path.join(run_dir, 'eval_seconds'))})
-  if not runs:
-    raise FileNotFoundError(f'no evaluated runs (<model>/[plain|plus/]r<k>/eval/results.json) '
-                            f'under {root!r}.')
-  return runs
 
 
 def _mean_std(values, epochs=()) -> str:
@@ -384,7 +333,7 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   runs = []
   for root in args.roots:
-    found = load_runs(root)
+    found = records.load_runs(root)
     if len(args.roots) > 1:
       for run in found:
         run['source'] = root

@@ -23,7 +23,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from scalenet import checkpoint, config as config_lib, metrics as metrics_lib, models, runtime
-from scalenet import transforms
+from scalenet import run_record, transforms
 from scalenet.data import normalize, pipeline
 
 
@@ -139,8 +139,8 @@ def train_and_evaluate(config, workdir: str, datasets: pipeline.Datasets | None 
 def _train(config, workdir, datasets, mesh) -> dict:
   runtime.check_batch(config.batch_size, mesh)
   runtime.check_batch(config.eval_batch_size, mesh, 'eval_batch_size')
-  checkpoint.check_not_failed(workdir)
-  changes = checkpoint.write_config(workdir, config)  # Before the data: a mismatch fails fast.
+  run_record.check_not_failed(workdir)
+  changes = run_record.write_config(workdir, config)  # Before the data: a mismatch fails fast.
   if datasets is None:  # Training reads only the validation split of the evaluation splits.
     wanted = config.eval_splits or ['validation']
     datasets = pipeline.get_datasets(config, eval_splits=[s for s in wanted if s == 'validation']
@@ -159,7 +159,7 @@ def _train(config, workdir, datasets, mesh) -> dict:
   state, start = checkpoint.restore(mngr, state)
   best = checkpoint.best_meta(best_mngr) or {'validation_accuracy': -1.0}
   if jax.process_index() == 0:
-    checkpoint.record_changes(workdir, start, changes, config)
+    run_record.record_changes(workdir, start, changes, config)
   writer = metrics_lib.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                     resume_step=start)
   batches = pipeline.train_batches(
@@ -215,7 +215,7 @@ def _train(config, workdir, datasets, mesh) -> dict:
                 'run again without it to continue from this checkpoint.')
   except FloatingPointError as e:
     if jax.process_index() == 0:
-      path = checkpoint.write_failure(workdir, step, guard.saved_step, e)
+      path = run_record.write_failure(workdir, step, guard.saved_step, e)
       e.args = (f'{e} The failure is recorded in {path}: a rerun refuses to resume '
                 'from these checkpoints until you choose (see that file).',)
     raise

@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from scalenet import checkpoint, config as config_lib, evaluate, metrics, runtime, train
-from scalenet import transforms
+from scalenet import run_record, transforms
 from scalenet.data import pipeline
 from configs import cnn_mnist
 
@@ -104,7 +104,7 @@ def test_config_without_checkpoint_does_not_block_a_new_run(tmp_path, data_dir, 
   out = train.train_and_evaluate(_config(data_dir, halt_after_steps=2), str(tmp_path / 'wd'),
                                  datasets)
   assert out['step'] == 2
-  assert checkpoint.read_config(str(tmp_path / 'wd')).model_name == 'cnn'
+  assert run_record.read_config(str(tmp_path / 'wd')).model_name == 'cnn'
 
 
 # --- Nothing lost -----------------------------------------------------------
@@ -209,7 +209,7 @@ def test_resume_records_changed_training_keys(tmp_path, data_dir, datasets):
   history = [json.loads(l) for l in open(os.path.join(wd, 'config_history.jsonl'))]
   assert history == [{'step': 6, 'changed': {'batch_size': [32, 16],
                                              'learning_rate': [0.01, 0.5]}}]
-  saved = checkpoint.read_config(wd)  # the config in force from step 6 on
+  saved = run_record.read_config(wd)  # the config in force from step 6 on
   assert (saved.learning_rate, saved.batch_size) == (0.5, 16)
   # Resuming with the same config adds nothing.
   train.train_and_evaluate(_config(data_dir, halt_after_steps=9, learning_rate=0.5,

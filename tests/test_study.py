@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from configs import resnet50_scale_cifar10
-from scalenet import config as config_lib, evaluate, models, study, train
+from scalenet import config as config_lib, evaluate, models, records, study, train
 from scalenet.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,12 +49,12 @@ def _write_run(path, *, test_acc, delta_logits, layers=('block0.conv', 'block0',
 
 
 def test_verdicts_need_separated_intervals():
-  assert study.verdict(True, [0.9, 0.91], [0.8, 0.81]) == 'confirmed'
-  assert study.verdict(False, [0.9, 0.91], [0.8, 0.81]) == 'refuted'
-  assert study.verdict(True, [0.9, 0.7], [0.8, 0.81]) == 'inconclusive'
-  assert study.verdict(True, [0.9], [0.8, 0.81]) == 'inconclusive (n < 2)'
-  assert study.compare([1.0], []) == ('not measured', '-')
-  assert study.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
+  assert records.verdict(True, [0.9, 0.91], [0.8, 0.81]) == 'confirmed'
+  assert records.verdict(False, [0.9, 0.91], [0.8, 0.81]) == 'refuted'
+  assert records.verdict(True, [0.9, 0.7], [0.8, 0.81]) == 'inconclusive'
+  assert records.verdict(True, [0.9], [0.8, 0.81]) == 'inconclusive (n < 2)'
+  assert records.compare([1.0], []) == ('not measured', '-')
+  assert records.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
 
 
 def test_report_collects_runs_and_answers_the_claims(tmp_path):
@@ -70,7 +70,7 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
   os.makedirs(root / 'A' / 'sscnn' / 'r0')  # started, never evaluated: not collected
   with open(root / 'A' / 'sscnn' / 'r0' / 'config.json', 'w') as f:
     f.write('{}')
-  assert study.collect(str(root), str(runs)) == 8
+  assert records.collect(str(root), str(runs)) == 8
   assert (runs / 'C' / 'dss_v1' / 'r0' / 'SAME_AS').read_text().strip() == 'A/dss_v1/r0'
   assert not (runs / 'A' / 'sscnn').exists()
   assert not any(p.name == 'checkpoints' for p in runs.rglob('*'))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from scalenet import tables
+from scalenet import records, tables
 
 
 def _results(model, err, delta=None, params=1234, step=230, data=None):
@@ -44,7 +44,7 @@ def test_published_layout_means_stds_and_missing_cells(tmp_path):
   _write(tmp_path, 'mnist_ses_56', 'plain', 0, 0.018, 7.0)
   _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0, params=999)
   _write(tmp_path, 'dss_v1', None, 0, 0.035)  # the older layout: plain, no Delta
-  lines = tables.reproduction_markdown(tables.load_runs(str(tmp_path))).splitlines()
+  lines = tables.reproduction_markdown(records.load_runs(str(tmp_path))).splitlines()
   assert lines[0] == ('| model | params | 28 | 28+ | 56 | 56+ | Delta block0.conv 0.5 '
                       '| Delta block0.conv 2 | Delta logits 0.5 | Delta logits 2 |')
   # Delta columns: the plain 28x28 runs only, mean over realizations.
@@ -60,7 +60,7 @@ def test_published_layout_means_stds_and_missing_cells(tmp_path):
 def test_delta_column_is_dash_unless_every_realization_has_it(tmp_path):
   _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, 1.0)
   _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05)
-  row = tables.published_table(tables.load_runs(str(tmp_path))).splitlines()[2]
+  row = tables.published_table(records.load_runs(str(tmp_path))).splitlines()[2]
   assert row.endswith('| - | - | - | - |')
 
 
@@ -84,7 +84,7 @@ def test_run_and_comparison_markdown_share_the_keys():
 
 def test_no_runs_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match='no evaluated runs'):
-    tables.load_runs(str(tmp_path))
+    records.load_runs(str(tmp_path))
 
 
 def test_cli_writes_the_table(tmp_path, capsys):
@@ -116,11 +116,11 @@ def test_runs_of_different_data_protocols_are_refused(tmp_path):
   _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05,
          data={**data, 'rescale': {'method': 'cubic', 'antialias': False}})
   with pytest.raises(ValueError, match='data.rescale'):
-    tables.reproduction_markdown(tables.load_runs(str(tmp_path)))
+    tables.reproduction_markdown(records.load_runs(str(tmp_path)))
   # Same protocol, key order aside: accepted.
   _write(tmp_path, 'mnist_cnn_56', 'plain', 0, 0.05,
          data={**data, 'rescale': {'antialias': True, 'method': 'linear'}})
-  tables.check_one_protocol([r for r in tables.load_runs(str(tmp_path))
+  tables.check_one_protocol([r for r in records.load_runs(str(tmp_path))
                              if r['realization'] == 'r0'])
 
 
