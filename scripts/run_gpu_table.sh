@@ -26,11 +26,10 @@
 # is set. Data sets are prepared once, before any job starts (no two processes
 # build one tfds data set).
 #
-# Resumable as the reproduction script: a run with eval/results.json is
-# skipped, an interrupted run resumes from its latest checkpoint, a trained run
-# (marker `trained`) is only evaluated. Each run's output goes to <run>/log.txt;
-# its training wall time (summed over resumes) to <run>/train_seconds, its
-# evaluation's to <run>/eval_seconds.
+# Each run is scripts/_run_one.sh (resumable as the reproduction script: a run
+# with eval/results.json is skipped, an interrupted one resumes from its latest
+# checkpoint, a trained one is only evaluated; wall times in <run>/train_seconds
+# and <run>/eval_seconds), its output in <run>/log.txt.
 #
 # Measured (2026-11-25, one H100, 16 cores, PARALLEL=14, 15 epochs of mnist_5k):
 # a run's first realization took 1.3-4.7 min of wall time (train + evaluate,
@@ -60,34 +59,21 @@ PLUS_MODELS=${PLUS_MODELS:-$MODELS}
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 export PYTHON CONFIG ROOT DEADLINE DRY_RUN
 
-one_run() {  # one_run MODEL SETTING REALIZATION [overrides...]: train, then evaluate.
+one_run() {  # one_run MODEL SETTING REALIZATION [overrides...]: scripts/_run_one.sh, logged.
   local m=$1 setting=$2 r=$3; shift 3
   local dir="$ROOT/$m/$setting/r$r" extra=()
   [[ "$setting" == plus ]] && extra=("--config.augment_scale=(0.5, 2.0)")
-  local args=(--config "$CONFIG:$m" --workdir "$dir" --config.realization="$r"
-              --config.seed="$r" --config.progress_bar=false "${extra[@]}" "$@")
-  if [[ "$DRY_RUN" == 1 ]]; then
-    echo "$PYTHON train.py ${args[*]}"; echo "$PYTHON evaluate.py ${args[*]}"; return
-  fi
+  local args=("$dir" "$CONFIG:$m" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@")
+  if [[ "$DRY_RUN" == 1 ]]; then bash scripts/_run_one.sh "${args[@]}"; return; fi
   if [[ -f "$dir/eval/results.json" ]]; then echo "== $m $setting r$r: done, skipped"; return; fi
   if [[ -n "$DEADLINE" && $(date +%s) -ge $DEADLINE ]]; then
     echo "== $m $setting r$r: not started (deadline)"; return
   fi
   mkdir -p "$dir"
   local start=$SECONDS
-  if [[ ! -f "$dir/trained" ]]; then
-    if ! "$PYTHON" train.py "${args[@]}" >> "$dir/log.txt" 2>&1; then
-      echo $((SECONDS - start)) >> "$dir/train_seconds"
-      echo "== $m $setting r$r: TRAINING FAILED ($dir/log.txt)"; tail -5 "$dir/log.txt"; return
-    fi
-    echo $((SECONDS - start)) >> "$dir/train_seconds"
-    touch "$dir/trained"
+  if ! bash scripts/_run_one.sh "${args[@]}" >> "$dir/log.txt" 2>&1; then
+    echo "== $m $setting r$r: FAILED ($dir/log.txt)"; tail -5 "$dir/log.txt"; return
   fi
-  local t_eval=$SECONDS
-  if ! "$PYTHON" evaluate.py "${args[@]}" >> "$dir/log.txt" 2>&1; then
-    echo "== $m $setting r$r: EVALUATION FAILED ($dir/log.txt)"; tail -5 "$dir/log.txt"; return
-  fi
-  echo $((SECONDS - t_eval)) > "$dir/eval_seconds"
   echo "== $m $setting r$r: done (train+eval $((SECONDS - start)) s)"
 }
 export -f one_run
