@@ -175,6 +175,23 @@ def _off_grid(actions: dict, factor) -> dict:
   return reasons
 
 
+def check_takes_input(model: nnx.Module, x, factor, rescale_fn, fn=None) -> None:
+  """Under an action that changes the input's grid (`transforms.Resolution`),
+  raises ValueError unless the model runs on L_s x (shapes only, no compute)."""
+  if getattr(rescale_fn, 'to_shape', None) is None:
+    return
+  small = jax.ShapeDtypeStruct(rescale_fn(jnp.zeros((1, *x.shape[1:]), jnp.float32),
+                                          factor).shape, jnp.float32)
+  try:
+    jax.eval_shape(fn or model.representations, small)
+  except Exception as e:  # any failure to trace at that size
+    raise ValueError(
+        f'{type(model).__name__} does not take {small.shape[1]} x {small.shape[2]} inputs '
+        f'(those of the resolution action at s = {float(factor):.4g} on '
+        f'{x.shape[1]} x {x.shape[2]} images): {type(e).__name__}: {str(e).splitlines()[0]} '
+        '- measure it under the canvas rescale (transforms.DEFAULT) instead.') from None
+
+
 def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAULT,
                     batch_size: int | None = None, fn=None, preprocess=None,
                     skip_off_grid: bool = False) -> tuple[dict, dict]:
@@ -199,6 +216,7 @@ def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAU
     raise reps.FactorError(next(iter(off_grid.values())))
   fn = fn or representation_fn(model, preprocess)
   x = jnp.asarray(x)
+  check_takes_input(model, x, factor, rescale_fn, fn)
   batch_size = batch_size or len(x)
   chunks = []
   for i in range(0, len(x), batch_size):
@@ -274,6 +292,7 @@ def layerwise_deltas(model: nnx.Module, x, factor, *, reduction: str = 'mean',
   if off_grid:
     raise reps.FactorError(next(iter(off_grid.values())))
   pre = (lambda v: v) if preprocess is None else preprocess
+  check_takes_input(model, x, factor, rescale_fn, lambda v: model.representations(pre(v)))
   y = model.representations(pre(x))
   lhs = model.representations(pre(rescale_fn(x, factor)))
   return {name: reduce_terms(*_squared_norms(*reps.output_transform(a, rescale_fn)(

@@ -128,7 +128,9 @@ def output_transform(action: Action, rescale_fn: transforms.RescaleFn = transfor
   Args:
     action: how the scale group acts on the representation.
     rescale_fn: the L_s of the input, (x, factor) -> x'; applied spatially
-      to the representation too.
+      to the representation too, or, where it has `to_shape` (the
+      resolution action, `transforms.Resolution`), resampling the
+      representation to the grid of fn(L_s x).
 
   Returns:
     transform(lhs, y, factor) -> (lhs', L'_s y), both zero wherever L'_s y is
@@ -141,8 +143,12 @@ def output_transform(action: Action, rescale_fn: transforms.RescaleFn = transfor
     rank = 5 if action.kind == 'scale_space' else 4
     shape = '[B, S, H, W, C]' if rank == 5 else '[B, H, W, C]'
     _checks.check_rank(y, rank, f'{action.kind} representation', shape)
-    ry = rescale_fn(y, factor)
-    defined = rescale_fn(jnp.ones_like(y[:1]), factor) > 0.5
+    to_shape = getattr(rescale_fn, 'to_shape', None)  # the resolution action
+    if to_shape is not None:
+      ry, defined = to_shape(y, lhs.shape[-3:-1]), True
+    else:
+      ry = rescale_fn(y, factor)
+      defined = rescale_fn(jnp.ones_like(y[:1]), factor) > 0.5
     if lhs.shape != ry.shape:
       raise ValueError(f'fn(L_s x) has shape {lhs.shape} but L\'_s fn(x) has {ry.shape}: '
                        'the representation does not follow its input\'s canvas.')

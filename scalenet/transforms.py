@@ -26,7 +26,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from scalenet import _checks
+from scalenet import _checks, fourier
 
 METHODS = ('linear', 'cubic', 'lanczos3', 'lanczos5')
 
@@ -116,6 +116,45 @@ def rescale(x: jax.Array, factor, *, method: str = DEFAULT.method,
 
 RescaleFn = Callable[[jax.Array, float], jax.Array]
 
+GRID = ('resampled to a grid of round(s H) x round(s W) pixels, content and canvas '
+        'together: ideal (spectral crop) down-sampling, band-limited up-sampling')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+  """L_s as a change of resolution, beside the canvas rescale.
+
+  The whole image is resampled ideally (`fourier.ideal_resample`: Fourier
+  coefficients |f| <= (n - 1) // 2 kept, the anti-aliasing of Rahman & Yeh
+  2023) to round(s H) x round(s W) pixels: the digit keeps its place on a
+  smaller (s < 1) or finer (s > 1) grid. On a map of a model, L'_s is the same
+  resampling to the grid the model's map has at the new resolution
+  (`to_shape`), so models whose maps shrink with their input (pooling) are
+  measured on their own grids. Only models that take inputs of other sizes
+  can be measured under it. The factor must be concrete (it sets a shape).
+  """
+
+  def __call__(self, x, factor):
+    _checks.check_rank(x, (4, 5), 'resolution input', '[B, H, W, C] or [B, S, H, W, C]')
+    try:
+      s = float(factor)
+    except (TypeError, jax.errors.ConcretizationTypeError) as e:
+      raise ValueError('the resolution action needs a concrete factor (it sets the output '
+                       'grid); got a traced value.') from e
+    check_factor(s)
+    size = (max(1, round(x.shape[-3] * s)), max(1, round(x.shape[-2] * s)))
+    return fourier.ideal_resample(x, size)
+
+  def to_shape(self, y, shape):
+    """L'_s on a representation: ideal resampling of its spatial axes to `shape` (h, w)."""
+    return fourier.ideal_resample(y, tuple(shape))
+
+  def describe(self) -> dict:
+    return {'method': 'ideal', 'antialias': True, 'canvas': GRID}
+
+
+RESOLUTION = Resolution()
+
 
 def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
   """Integer nearest-neighbour up-sampling along the spatial axes (canvas grows).
@@ -130,5 +169,5 @@ def nearest_upsample(x: jax.Array, factor: int, axes=(-3, -2)) -> jax.Array:
   return x
 
 
-__all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'RescaleFn', 'rescale', 'nearest_upsample',
-           'spec_from_config']
+__all__ = ['RescaleSpec', 'DEFAULT', 'METHODS', 'RescaleFn', 'Resolution', 'RESOLUTION',
+           'rescale', 'nearest_upsample', 'spec_from_config']

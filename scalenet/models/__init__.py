@@ -14,13 +14,14 @@ import inspect
 import jax
 from flax import nnx
 
-from scalenet.models import cnn, dss, mnist_cnn, mnist_disco, mnist_dss, mnist_kanazawa
+from scalenet.models import cnn, dss, fourier, mnist_cnn, mnist_disco, mnist_dss, mnist_kanazawa
 from scalenet.models import mnist_ses, mnist_ss, mnist_sevf, mnist_xu, resnet, steerable
 
 FAMILIES = (cnn, dss, steerable, resnet,  # the study's models
             # the published scale-MNIST table (Sosnovik et al. 2020, Table 2)
             mnist_cnn, mnist_xu, mnist_kanazawa, mnist_sevf, mnist_dss, mnist_ss, mnist_ses,
-            mnist_disco)
+            mnist_disco,
+            fourier)  # truly scale-equivariant Fourier layers (Rahman & Yeh 2023)
 
 
 def _merge(families) -> dict:
