@@ -72,6 +72,40 @@ def _pool_bwd(window, res, g):
 
 _pool.defvjp(_pool_fwd, _pool_bwd)
 
+# Above this many pixels per cell the slices' program (w*w slices and masks)
+# takes minutes to compile (a 14 x 14 window); cells reshaped onto one axis
+# keep it small, with argmax (the first maximum) routing the gradient.
+_MAX_SLICES = 16
+
+
+def _cells(x: jax.Array, window: int) -> jax.Array:
+  """[..., H, W, C] (H, W multiples of w) -> [..., H/w, W/w, w*w, C], cells row-major."""
+  *lead, h, w, c = x.shape
+  y = x.reshape(*lead, h // window, window, w // window, window, c)
+  return jnp.moveaxis(y, -4, -3).reshape(*lead, h // window, w // window, window * window, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _pool_cells(x: jax.Array, window: int) -> jax.Array:
+  return jnp.max(_cells(x, window), axis=-2)
+
+
+def _pool_cells_fwd(x, window):
+  return _pool_cells(x, window), x
+
+
+def _pool_cells_bwd(window, x, g):
+  cells = _cells(x, window)
+  first = jnp.argmax(cells, axis=-2)  # the first maximum in row-major order
+  hit = jnp.arange(window * window)[:, None] == first[..., None, :]
+  dcells = jnp.where(hit, g[..., None, :], jnp.zeros((), g.dtype))
+  *lead, ho, wo, _, c = dcells.shape
+  d = dcells.reshape(*lead, ho, wo, window, window, c)
+  return (jnp.moveaxis(d, -3, -4).reshape(x.shape),)
+
+
+_pool_cells.defvjp(_pool_cells_fwd, _pool_cells_bwd)
+
 
 def max_pool(x: jax.Array, window: int, padding='VALID') -> jax.Array:
   """Max pooling of [..., H, W, C] over window x window cells, stride = window.
@@ -109,7 +143,8 @@ def max_pool(x: jax.Array, window: int, padding='VALID') -> jax.Array:
                      f'is smaller than one {window}x{window} cell.')
   if window == 1:
     return x
-  return _pool(x[..., :ho * window, :wo * window, :], window)
+  x = x[..., :ho * window, :wo * window, :]
+  return _pool(x, window) if window * window <= _MAX_SLICES else _pool_cells(x, window)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))

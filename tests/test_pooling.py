@@ -29,6 +29,7 @@ CASES = [  # (shape, window, pads)
     ((2, 7, 9, 3), 2, ((0, 0), (0, 0))),  # odd sizes: floor mode drops the last row/column
     ((2, 3, 7, 7, 4), 2, ((1, 1), (1, 1))),  # scale levels; PyTorch-style padding
     ((1, 9, 10, 2), 3, ((1, 1), (0, 2))),
+    ((1, 16, 17, 2), 8, ((2, 2), (0, 0))),  # large windows: cells on one axis
     ((2, 5, 5, 1), 5, ((0, 0), (0, 0))),  # one cell
 ]
 
@@ -45,7 +46,7 @@ def test_values_and_gradients_match_reduce_window(shape, window, pads):
   np.testing.assert_array_equal(g_got, g_want)
 
 
-@pytest.mark.parametrize('shape,window,pads', CASES[:4])
+@pytest.mark.parametrize('shape,window,pads', CASES[:5])
 def test_ties_route_the_gradient_to_the_first_pixel_like_reduce_window(shape, window, pads):
   # Integers in {0, 1, 2}: most windows hold ties.
   x = jax.random.randint(jax.random.key(1), shape, 0, 3).astype(jnp.float32)

@@ -1,0 +1,199 @@
+"""Fourier scale-equivariant layers: exact equivariance under ideal resampling
+where theory says exact (with negative controls), agreement with numpy's FFT,
+and the model's count, shapes and resolution action."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scalenet import assert_equivariant, equivariance, fourier, models, transforms
+from scalenet.models import fourier as fourier_models
+from tests.train_steps import adam_losses
+
+TINY = dict(channels=(3, 4), hidden=8, max_res=16, global_modes=16)  # inputs 8..16
+
+
+def _fft_resample(x, n):
+  """Independent D_n with numpy's FFT: keep |f| <= (n-1)//2 of both grids."""
+  big = x.shape[1]
+  spec = np.fft.fft2(np.asarray(x, np.float64), axes=(1, 2)) / big**2
+  k = min((n - 1) // 2, (big - 1) // 2)
+  out = np.zeros((x.shape[0], n, n, x.shape[-1]), complex)
+  f = np.arange(-k, k + 1)
+  out[:, (f % n)[:, None], (f % n)[None, :]] = spec[:, (f % big)[:, None], (f % big)[None, :]]
+  return np.fft.ifft2(out * n**2, axes=(1, 2)).real
+
+
+def _x(n=28, batch=2, channels=3, seed=0):
+  return jax.random.normal(jax.random.key(seed), (batch, n, n, channels))
+
+
+@pytest.mark.parametrize('n', [27, 20, 14, 9, 33])
+def test_ideal_resample_matches_numpy_fft(n):
+  x = _x()
+  y = fourier.ideal_resample(x, n)
+  chex.assert_shape(y, (2, n, n, 3))
+  np.testing.assert_allclose(y, _fft_resample(x, n), atol=2e-5)
+
+
+def test_ideal_resample_is_a_consistent_family():
+  x = _x()
+  np.testing.assert_allclose(fourier.ideal_resample(fourier.ideal_resample(x, 20), 14),
+                             fourier.ideal_resample(x, 14), atol=1e-5)
+  # a constant image stays that constant at every size
+  np.testing.assert_allclose(fourier.ideal_resample(jnp.full((1, 28, 28, 1), 0.7), 11), 0.7,
+                             atol=1e-6)
+  with pytest.raises(ValueError, match='positive integers'):
+    fourier.ideal_resample(x, 0)
+
+
+def test_localized_filter_is_the_dft_of_a_small_kernel():
+  """The filter is the G-point DFT of the k x k kernel ifft2(coefficients) at [0, k)^2."""
+  keys = jax.random.split(jax.random.key(1), 2)
+  coef = jax.random.normal(keys[0], (2, 3, 5, 5)) + 1j * jax.random.normal(keys[1], (2, 3, 5, 5))
+  table = fourier.localized_filter(coef, 28)
+  kernel = np.fft.ifft2(np.asarray(coef))
+  padded = np.zeros((2, 3, 28, 28), complex)
+  padded[..., :5, :5] = kernel
+  np.testing.assert_allclose(table, np.fft.fft2(padded), atol=1e-5)
+  with pytest.raises(ValueError, match='global_modes'):
+    fourier.localized_filter(coef, 4)
+
+
+def test_spectral_conv_is_circular_convolution_with_the_kernel():
+  keys = jax.random.split(jax.random.key(2), 3)
+  coef = jax.random.normal(keys[0], (3, 2, 5, 5)) + 1j * jax.random.normal(keys[1], (3, 2, 5, 5))
+  x = _x(channels=3)
+  y = fourier.spectral_conv(x, fourier.localized_filter(coef, 28))
+  kernel = np.zeros((3, 2, 28, 28), complex)
+  kernel[..., :5, :5] = np.fft.ifft2(np.asarray(coef))
+  want = np.einsum('bhwi,iohw->bhwo', np.fft.fft2(np.asarray(x, np.float64), axes=(1, 2)),
+                   np.fft.fft2(kernel))
+  np.testing.assert_allclose(y, np.fft.ifft2(want, axes=(1, 2)).real, atol=1e-4)
+
+
+def _resolution_gap(fn, x, n):
+  return assert_equivariant(fn, x, n / x.shape[1], rescale_fn=transforms.RESOLUTION,
+                            atol=1e-9)
+
+
+@pytest.mark.parametrize('n', [27, 20, 14, 9])
+def test_spectral_conv_exactly_equivariant_to_ideal_resampling(n):
+  keys = jax.random.split(jax.random.key(3), 2)
+  coef = jax.random.normal(keys[0], (3, 4, 5, 5)) + 1j * jax.random.normal(keys[1], (3, 4, 5, 5))
+  table = fourier.localized_filter(coef, 28)
+  _resolution_gap(lambda v: fourier.spectral_conv(v, table), _x(), n)
+
+
+def test_spatial_conv_is_not_equivariant_negative_control():
+  """A 5x5 conv on the pixel grid (the kernel fixed in pixels) is not."""
+  k = jax.random.normal(jax.random.key(4), (5, 5, 3, 4))
+  conv = lambda v: jax.lax.conv_general_dilated(v, k, (1, 1), 'SAME',
+                                                dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  with pytest.raises(AssertionError, match='not equivariant'):
+    _resolution_gap(conv, _x(), 14)
+
+
+@pytest.mark.parametrize('n', [27, 20, 14, 9, 6])
+def test_nonlinearity_exactly_equivariant_at_every_rung(n):
+  fn = lambda v: fourier.scale_eq_nonlin(v, jax.nn.relu, base=6)
+  _resolution_gap(fn, _x(), n)
+
+
+def test_nonlinearity_negative_controls():
+  """Pointwise relu is not equivariant; a ladder with increment 4 is exact at its
+  rungs (14 = 6 + 2 * 4) and not between them (12)."""
+  with pytest.raises(AssertionError, match='not equivariant'):
+    _resolution_gap(jax.nn.relu, _x(), 14)
+  coarse = lambda v: fourier.scale_eq_nonlin(v, jax.nn.relu, base=6, increment=4)
+  _resolution_gap(coarse, _x(), 14)
+  with pytest.raises(AssertionError, match='not equivariant'):
+    _resolution_gap(coarse, _x(), 12)
+
+
+def test_nonlinearity_bad_input():
+  with pytest.raises(ValueError, match='smaller than the base'):
+    fourier.scale_eq_nonlin(_x(n=5), jax.nn.relu, base=6)
+  with pytest.raises(ValueError, match='square'):
+    fourier.scale_eq_nonlin(jnp.zeros((1, 8, 9, 1)), jax.nn.relu, base=6)
+  with pytest.raises(ValueError, match='increment'):
+    fourier.ladder(6, 28, 0)
+
+
+def test_readout_stack_is_consistent_across_resolutions():
+  """Entry r of the stack depends on D_r x only."""
+  x = _x()
+  full = fourier.band_limited_stack(x, base=8, keep=28, pool=14)
+  chex.assert_shape(full, (2, 21, 2, 2, 3))
+  low = fourier.band_limited_stack(fourier.ideal_resample(x, 17), base=8, keep=28, pool=14)
+  np.testing.assert_allclose(low, full[:, :17 - 8 + 1], atol=1e-5)
+
+
+def test_model_parameter_count_is_the_references():
+  """619,114: sum(p.numel()) of the reference's FourierSeqMist with train_mnist.py's
+  widths (C1..C4 = 32, 64, 100, 100, FC1 = 256), complex entries counted once,
+  measured with the reference code (the closing note of issue 24)."""
+  model = models.get_model('fourier_se_mnist', rngs=nnx.Rngs(0))
+  assert models.count_params(model) == 619_114
+  assert model.convs[0].coefficients[...].dtype == jnp.complex64
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  model = models.get_model('fourier_se_mnist', rngs=nnx.Rngs(0), **TINY)
+  model.eval()
+  return model
+
+
+def test_model_blocks_exactly_equivariant_and_stack_consistent(tiny):
+  x = jax.random.uniform(jax.random.key(5), (2, 16, 16, 1))
+  deltas = equivariance.layerwise_equivariance(tiny, x, 0.5, rescale_fn=transforms.RESOLUTION)
+  assert list(deltas) == ['block0.conv', 'block0', 'block1.conv', 'block1', 'logits']
+  for name, d in deltas.items():
+    if name != 'logits':
+      assert d < 1e-9, (name, d)
+  # The logits at 8 x 8 are the stack's entry for resolution 8 of the full image.
+  stack = tiny.stack_logits(x)
+  chex.assert_shape(stack, (2, 16 - 8 + 1, 10))
+  np.testing.assert_allclose(tiny(fourier.ideal_resample(x, 8)), stack[:, 0], atol=1e-4)
+
+
+def test_model_input_sizes(tiny):
+  chex.assert_shape(tiny(jnp.zeros((1, 9, 9, 1))), (1, 10))
+  for bad, match in ((jnp.zeros((1, 7, 7, 1)), '8 x 8 to 16 x 16'),
+                     (jnp.zeros((1, 17, 17, 1)), '8 x 8 to 16 x 16'),
+                     (jnp.zeros((1, 16, 12, 1)), 'square')):
+    with pytest.raises(ValueError, match=match):
+      tiny(bad)
+  with pytest.raises(ValueError, match='even'):
+    fourier_models.ScaleEqReLU(4, base=7, rngs=nnx.Rngs(0))
+
+
+def test_resolution_action_refuses_models_of_one_input_size():
+  model = models.get_model('mnist_cnn_28', rngs=nnx.Rngs(0), channels=(4, 4, 4), hidden=8)
+  x = jnp.zeros((1, 28, 28, 1))
+  with pytest.raises(ValueError, match='does not take 14 x 14 inputs'):
+    equivariance.layerwise_equivariance(model, x, 0.5, rescale_fn=transforms.RESOLUTION)
+  with pytest.raises(ValueError, match='concrete factor'):
+    jax.jit(lambda f: transforms.RESOLUTION(x, f))(0.5)
+
+
+def test_resolution_action_on_a_cnn_with_global_pooling():
+  """cnn takes any size: Delta under the resolution action is defined (finite),
+  measured on the maps' own grids."""
+  model = models.get_model('cnn', rngs=nnx.Rngs(0), channels=(4, 4))
+  model.eval()
+  x = jax.random.uniform(jax.random.key(6), (2, 28, 28, 1))
+  deltas = equivariance.layerwise_equivariance(model, x, 0.5, rescale_fn=transforms.RESOLUTION)
+  assert all(np.isfinite(v) and v > 1e-6 for v in deltas.values()), deltas
+
+
+def test_model_trains():
+  """Complex parameters train with Adam: the loss falls on a fixed batch."""
+  model = models.get_model('fourier_se_mnist', rngs=nnx.Rngs(1), dropout=(0.0, 0.0), **TINY)
+  x = jax.random.uniform(jax.random.key(7), (8, 10, 10, 1))
+  losses = adam_losses(model, x, jnp.arange(8) % 10, steps=25)
+  assert losses[-1] < 0.5 * losses[0], losses
