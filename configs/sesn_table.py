@@ -1,5 +1,8 @@
 """Any model of the published scale-MNIST table (Sosnovik et al. 2020, Table 2), by name.
 
+Also the models compared with them on the same protocol (EXTRA_MODELS: the
+Fourier network of Rahman & Yeh 2023, `fourier_se_mnist`).
+
 The reference protocol (ISosnovik/sesn experiments_mnist.sh): Adam, lr 0.01
 x0.1 at epochs 20 and 40, 60 epochs, batch 128, no weight decay; models at
 the reference widths (~495k parameters each); the reference data generation
@@ -27,7 +30,9 @@ OPTIONS = ('plus', 'tiny')
 # Reduced widths of each family for ':tiny' (longest matching name prefix
 # wins; families not listed take DEFAULT_TINY_MODEL).
 DEFAULT_TINY_MODEL = dict(channels=(4, 8, 8), hidden=16)
-TINY_MODEL = {}
+TINY_MODEL = {'fourier_se_mnist': dict(channels=(4, 4, 4, 4), hidden=16)}
+# Beside the table's models (mnist_*): models compared with them on its protocol.
+EXTRA_MODELS = ('fourier_se_mnist',)
 
 
 def tiny_model(name: str) -> dict:
@@ -39,7 +44,7 @@ def tiny_model(name: str) -> dict:
 def parse(arg) -> tuple[str, set[str]]:
   """'name[,option...]' -> (name, options); raises ValueError naming what is wrong."""
   name, *options = (arg or '').split(',')
-  table = sorted(n for n in models.MODELS if n.startswith('mnist_'))
+  table = sorted(n for n in models.MODELS if n.startswith('mnist_') or n in EXTRA_MODELS)
   if name not in table:
     raise ValueError(f"configs/sesn_table.py needs a model of the table after ':', e.g. "
                      f"':mnist_cnn_28' or ':mnist_cnn_28,tiny'; got {arg!r}. Models: {table}.")
@@ -66,6 +71,9 @@ def get_config(arg=None):
   config.rescale = dict(method='cubic', antialias=False)  # One L_s: the generator's.
   config.input_norm = 'reference'  # Its loaders' normalisation (mean 0.0607, std 0.2161).
   config.eval_checkpoint = 'best'  # Best validation accuracy, as train_scale_mnist.py.
+  # The resolution action too (Rahman & Yeh's multi-resolution test): models of
+  # one input size say so in results.json.
+  config.eval_resolution_sizes = (8, 12, 14, 16, 20, 24)
   if 'plus' in options:
     config.augment_scale = (0.5, 2.0)  # RandomAffine(scale=(0.5, 2)) on training images.
   if 'tiny' in options:

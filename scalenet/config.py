@@ -71,6 +71,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_scale_factors = (1 / 3, 1 / 2.5, 1 / 2, 1 / 1.5, 1 / 1.1, 1.0, 1.1, 1.5, 2.0)
   # Layer-wise Delta at these factors, plus each model's smallest exact one (1/r).
   c.eval_equivariance_factors = (0.5, 2.0)
+  # The resolution action (transforms.Resolution) on the same images: accuracy,
+  # agreement with the full-resolution prediction and layer-wise Delta at each
+  # of these grid sizes, for models that take other input sizes (others say
+  # why not). () skips it; configs/sesn_table.py sets 8..24.
+  c.eval_resolution_sizes = ()
   c.eval_checkpoint = 'best'  # best (highest validation accuracy, strict improvement) | latest.
   c.eval_checkpoint_step = ml_collections.config_dict.placeholder(int)  # A step of checkpoints/ instead.
   # Sweeps: (('dotted.key', (values, ...)), ...); only used by sweep.py.
@@ -121,6 +126,9 @@ def validate(config) -> None:
   if any(not s > 0 for s in config.eval_equivariance_factors):
     raise ValueError('config.eval_equivariance_factors must all be > 0; got '
                      f'{config.eval_equivariance_factors}.')
+  if any(int(n) != n or n < 1 for n in config.eval_resolution_sizes):
+    raise ValueError('config.eval_resolution_sizes must be positive integers; got '
+                     f'{config.eval_resolution_sizes}.')
   if any(not s > 0 for s in config.eval_scale_factors):
     raise ValueError(f'config.eval_scale_factors must all be > 0; got {config.eval_scale_factors}.')
   _check_one_rescale(config)

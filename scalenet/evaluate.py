@@ -13,6 +13,7 @@ import functools
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 
 from scalenet import checkpoint, config as config_lib, equivariance, models, plots
@@ -51,6 +52,52 @@ def equivariance_results(model, images: np.ndarray, config, preprocess=None) -> 
       'layerwise': {_factor_key(f): c for f, c in curves.items()},
       'skipped': {_factor_key(f): why for f, why in skipped.items()},
   }
+
+
+def _predictions(fn, images, batch_size: int) -> np.ndarray:
+  return np.concatenate([np.asarray(jnp.argmax(fn(images[i:i + batch_size])['logits'], -1))
+                         for i in range(0, len(images), batch_size)])
+
+
+def resolution_results(model, images: np.ndarray, labels: np.ndarray, config,
+                       preprocess=None) -> dict:
+  """The resolution action on `images`: per grid size n of
+  config.eval_resolution_sizes, the accuracy on D_n images (the reference's
+  multi-resolution test), the scale consistency (the fraction of images whose
+  prediction at n is the one at full resolution), and layer-wise Delta at
+  s = n / H. A model that does not take n x n inputs is skipped, with why.
+
+  Returns:
+    {'sizes', 'accuracy': {n: acc}, 'consistency': {n: agreement},
+     'mean_consistency', 'layerwise': {factor key: {name: Delta}},
+     'skipped': {factor key: {name: reason}}} or {'sizes', 'not_measured': reason}.
+  """
+  sizes = [int(n) for n in config.eval_resolution_sizes]
+  if not sizes:
+    return {'sizes': [], 'not_measured': 'config.eval_resolution_sizes is empty'}
+  action = transforms.RESOLUTION
+  x = jnp.asarray(images)
+  try:
+    for n in sizes:
+      equivariance.check_takes_input(model, x[:1], n / x.shape[1], action)
+  except ValueError as e:
+    return {'sizes': sizes, 'not_measured': str(e)}
+  fn = equivariance.representation_fn(model, preprocess)
+  bs = config.eval_batch_size
+  full = _predictions(fn, x, bs)
+  accuracy, consistency = {}, {}
+  for n in sizes:
+    pred = _predictions(fn, action(x, n / x.shape[1]), bs)
+    accuracy[str(n)] = float(np.mean(pred == labels))
+    consistency[str(n)] = float(np.mean(pred == full))
+  curves, skipped = equivariance.layerwise_curves(
+      model, x, [n / x.shape[1] for n in sizes], rescale_fn=action, batch_size=bs,
+      preprocess=preprocess)
+  return {'sizes': sizes, 'action': action.describe(), 'accuracy': accuracy,
+          'full_accuracy': float(np.mean(full == labels)), 'consistency': consistency,
+          'mean_consistency': float(np.mean(list(consistency.values()))),
+          'layerwise': {_factor_key(f): c for f, c in curves.items()},
+          'skipped': {_factor_key(f): why for f, why in skipped.items()}}
 
 
 def accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split: dict) -> dict:
@@ -199,9 +246,10 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
   base = datasets.eval.get(generate.fixed_split_name(1.0)) or datasets.eval['test']
   n = min(config.eval_num_images, len(base))
   images = base.images[:n].astype(np.float32) / 255.0
-  eq = equivariance_results(
-      model, images, config,
-      preprocess=functools.partial(normalize.normalize, norm=config.input_norm))
+  preprocess = functools.partial(normalize.normalize, norm=config.input_norm)
+  eq = equivariance_results(model, images, config, preprocess=preprocess)
+  resolution = resolution_results(model, images, np.asarray(base.labels[:n]), config,
+                                  preprocess=preprocess)
   results = {
       'model_name': config.model_name, 'model': config.model.to_dict(),
       'dataset': config.dataset, 'step': int(step), 'params': models.count_params(model),
@@ -209,7 +257,7 @@ def evaluate(config, workdir: str, datasets: pipeline.Datasets | None = None,
       'test_accuracy': by_split.get('test'), 'test_error': 1 - by_split.get('test', np.nan),
       'accuracy_by_split': by_split,
       'accuracy_vs_scale': accuracy_vs_scale(config, eval_def, state, datasets, mesh, by_split),
-      'equivariance': eq,
+      'equivariance': eq, 'resolution': resolution,
   }
   write_outputs(results, out_dir)
   return results

@@ -197,3 +197,25 @@ def test_model_trains():
   x = jax.random.uniform(jax.random.key(7), (8, 10, 10, 1))
   losses = adam_losses(model, x, jnp.arange(8) % 10, steps=25)
   assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_evaluate_resolution_results(tiny):
+  """Accuracy and scale consistency per grid size, Delta under the resolution
+  action; a model of one input size is skipped with the reason."""
+  from scalenet import config as config_lib, evaluate
+  config = config_lib.default_config()
+  config.eval_resolution_sizes, config.eval_batch_size = (8, 12), 4
+  images = np.asarray(jax.random.uniform(jax.random.key(8), (6, 16, 16, 1)))
+  labels = np.arange(6) % 10
+  res = evaluate.resolution_results(tiny, images, labels, config)
+  assert set(res['consistency']) == {'8', '12'} and set(res['accuracy']) == {'8', '12'}
+  full = np.argmax(np.asarray(tiny(jnp.asarray(images))), -1)
+  low = np.argmax(np.asarray(tiny(fourier.ideal_resample(jnp.asarray(images), 8))), -1)
+  assert res['consistency']['8'] == pytest.approx(np.mean(full == low))
+  assert res['accuracy']['8'] == pytest.approx(np.mean(low == labels))
+  assert res['layerwise']['0.5000']['block1'] < 1e-9
+  other = models.get_model('mnist_cnn_28', rngs=nnx.Rngs(0), channels=(4, 4, 4), hidden=8)
+  config.eval_resolution_sizes = (14,)
+  skipped = evaluate.resolution_results(other, np.zeros((2, 28, 28, 1), np.float32),
+                                        np.zeros(2), config)
+  assert 'does not take 14 x 14' in skipped['not_measured']
