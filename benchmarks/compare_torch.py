@@ -48,10 +48,13 @@ from scalenet import conv, deform, models, scale_convolution, scale_space
 try:
   import torch
   import torch.nn.functional as F
-  import torchvision
 except ImportError as e:  # pragma: no cover - depends on the benchmark venv
   torch = None
   _IMPORT_ERROR = e
+try:  # only the deform section needs it
+  import torchvision
+except ImportError:  # pragma: no cover - depends on the benchmark venv
+  torchvision = None
 
 INSTALL = ('python3.11 -m venv .venv-bench && '
            '.venv-bench/bin/pip install -r benchmarks/requirements.txt')
@@ -494,7 +497,7 @@ def main():
                            'default: extract from the git mirrors')
   args = parser.parse_args()
   if torch is None:
-    print(f'PyTorch/torchvision not installed ({_IMPORT_ERROR}); this benchmark needs them:\n'
+    print(f'PyTorch not installed ({_IMPORT_ERROR}); this benchmark needs it:\n'
           f'  {INSTALL}\nSkipped.')
     return
   if args.device == 'gpu':
@@ -511,11 +514,15 @@ def main():
   if unknown:
     sys.exit(f'--only: unknown {unknown}; sections {SECTIONS}, models {sorted(models.MODELS)}')
   print(environment())
-  print(f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
+  print(f'torch {torch.__version__}, torchvision '
+        f'{torchvision.__version__ if torchvision else "not installed"}, '
         f'{torch.get_num_threads()} threads, device {device}; load average {os.getloadavg()}')
   print(f'{"op":<40}{"jax ms":>11}{"torch ms":>11}{"ratio":>9}')
   if 'deform' in only:
-    bench_deform(args, device)
+    if torchvision is None:
+      print(f'deform: skipped (torchvision not installed: {INSTALL})')
+    else:
+      bench_deform(args, device)
   if 'scale_conv' in only:
     bench_scale_conv(args, device)
   if 'plain' in only:

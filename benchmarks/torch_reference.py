@@ -88,6 +88,10 @@ def _stub_training_frameworks():
 
       def save_hyperparameters(self, *args, **kwargs):
         pass
+
+      @property
+      def device(self):
+        return next(self.parameters()).device
     pl.LightningModule = LightningModule
     sys.modules['pytorch_lightning'] = pl
   if importlib.util.find_spec('timm') is None:
