@@ -209,39 +209,55 @@ def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAU
   one compiled function across factors. Other arguments as for
   `layerwise_equivariance`.
   """
+  return _terms_by_factor(model, x, [factor], rescale_fn=rescale_fn, batch_size=batch_size,
+                          fn=fn, preprocess=preprocess, skip_off_grid=skip_off_grid)[0]
+
+
+def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preprocess,
+                     skip_off_grid) -> list[tuple[dict, dict]]:
+  """`layerwise_terms` of every factor, chunk by chunk: each chunk's fn(x) is
+  computed once and compared with fn(L_s x) at every factor."""
   actions = model.scale_actions()
-  transforms.check_factor(factor)
-  off_grid = _off_grid(actions, factor)
-  if off_grid and not skip_off_grid:
-    raise reps.FactorError(next(iter(off_grid.values())))
+  off_grid = []
+  for factor in factors:
+    transforms.check_factor(factor)
+    off = _off_grid(actions, factor)
+    if off and not skip_off_grid:
+      raise reps.FactorError(next(iter(off.values())))
+    off_grid.append(off)
   fn = fn or representation_fn(model, preprocess)
   x = jnp.asarray(x)
-  check_takes_input(model, x, factor, rescale_fn, fn)
+  for factor in factors:
+    check_takes_input(model, x, factor, rescale_fn, fn)
   batch_size = batch_size or len(x)
-  chunks = []
+  chunks = [[] for _ in factors]
   for i in range(0, len(x), batch_size):
     xb = x[i:i + batch_size]
-    y, lhs = fn(xb), fn(rescale_fn(xb, factor))
+    y = fn(xb)
     if set(y) != set(actions):  # (jit returns dicts with sorted keys)
       raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '
                        f'scale_actions declares {sorted(actions)}.')
-    chunk = {}
-    for name, a in actions.items():
-      if name in off_grid:
-        continue
-      try:
-        pair = reps.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
-      except reps.FactorError as e:  # shifts past every level of this representation
-        if not skip_off_grid:
-          raise
-        off_grid[name] = str(e)
-        continue
-      chunk[name] = _squared_norms(*pair)
-    chunks.append(chunk)
-  terms = {name: tuple(np.concatenate([np.asarray(c[name][k]) for c in chunks])
-                       for k in range(2))
-           for name in actions if name not in off_grid}
-  return terms, off_grid
+    for k, factor in enumerate(factors):
+      lhs, chunk = fn(rescale_fn(xb, factor)), {}
+      for name, a in actions.items():
+        if name in off_grid[k]:
+          continue
+        try:
+          pair = reps.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
+        except reps.FactorError as e:  # shifts past every level of this representation
+          if not skip_off_grid:
+            raise
+          off_grid[k][name] = str(e)
+          continue
+        chunk[name] = _squared_norms(*pair)
+      chunks[k].append(chunk)
+  out = []
+  for k in range(len(factors)):
+    terms = {name: tuple(np.concatenate([np.asarray(c[name][j]) for c in chunks[k]])
+                         for j in range(2))
+             for name in actions if name not in off_grid[k]}
+    out.append((terms, off_grid[k]))
+  return out
 
 
 def layerwise_equivariance(model: nnx.Module, x, factor, *, reduction: str = 'mean',
@@ -312,11 +328,11 @@ def layerwise_curves(model: nnx.Module, x, factors: Iterable[float], *,
     ({factor: {name: Delta}}, {factor: {name: reason}}), in the model's order.
   """
   _check_reduction(reduction)
-  fn = representation_fn(model, preprocess)
+  factors = list(factors)
   curves, skipped = {}, {}
-  for f in factors:
-    terms, off_grid = layerwise_terms(model, x, f, rescale_fn=rescale_fn,
-                                      batch_size=batch_size, fn=fn, skip_off_grid=True)
+  measured = _terms_by_factor(model, x, factors, rescale_fn=rescale_fn, batch_size=batch_size,
+                              fn=None, preprocess=preprocess, skip_off_grid=True)
+  for f, (terms, off_grid) in zip(factors, measured):
     if terms:
       curves[f] = {name: float(reduce_terms(num, den, reduction))
                    for name, (num, den) in terms.items()}
