@@ -183,7 +183,7 @@ def check_takes_input(model: nnx.Module, x, factor, rescale_fn, fn=None) -> None
   small = jax.ShapeDtypeStruct(rescale_fn(jnp.zeros((1, *x.shape[1:]), jnp.float32),
                                           factor).shape, jnp.float32)
   try:
-    jax.eval_shape(fn or model.representations, small)
+    jax.eval_shape(fn or representation_fn(model), small)
   except Exception as e:  # any failure to trace at that size
     raise ValueError(
         f'{type(model).__name__} does not take {small.shape[1]} x {small.shape[2]} inputs '
@@ -308,7 +308,7 @@ def layerwise_deltas(model: nnx.Module, x, factor, *, reduction: str = 'mean',
   if off_grid:
     raise reps.FactorError(next(iter(off_grid.values())))
   pre = (lambda v: v) if preprocess is None else preprocess
-  check_takes_input(model, x, factor, rescale_fn, lambda v: model.representations(pre(v)))
+  check_takes_input(model, x, factor, rescale_fn, representation_fn(model, preprocess))
   y = model.representations(pre(x))
   lhs = model.representations(pre(rescale_fn(x, factor)))
   return {name: reduce_terms(*_squared_norms(*reps.output_transform(a, rescale_fn)(
