@@ -19,6 +19,11 @@ import shutil
 
 import numpy as np
 
+def factor_key(factor: float) -> str:
+  """The key of scale factor `factor` in results.json: '0.5000' (`tables` re-exports it)."""
+  return f'{float(factor):.4f}'
+
+
 SETTINGS = ('plain', 'plus')  # Directory names of the reproduction script's settings.
 FILES = ('eval/results.json', 'config.json', 'metrics.jsonl', 'train_seconds', 'eval_seconds')
 
@@ -207,3 +212,37 @@ def verdict(holds: bool, a, b) -> str:
   if overlap != 'intervals do not overlap':
     return 'inconclusive'
   return 'confirmed' if holds else 'refuted'
+
+
+# --- Reading a run's results. ---
+
+def acc(runs, split='test'):
+  return [r['results']['accuracy_by_split'].get(split) for r in runs]
+
+
+def acc_at(runs, factor):
+  return [r['results']['accuracy_vs_scale'].get(factor_key(factor)) for r in runs]
+
+
+def delta(runs, factor_k: str, layer: str):
+  return [r['results']['equivariance']['layerwise'].get(factor_k, {}).get(layer) for r in runs]
+
+
+def last_block(runs) -> str:
+  layers = list(runs[0]['results']['equivariance']['actions'])
+  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
+  return blocks[-1]
+
+
+def factors_of(runs) -> list[str]:
+  keys = set()
+  for r in runs:
+    keys |= set(r['results']['equivariance']['layerwise'])
+  return sorted(keys, key=float)
+
+
+def scale_factors(runs) -> list[str]:
+  return sorted(runs[0]['results']['accuracy_vs_scale'], key=float)
+
+
+# --- Report sections. ---

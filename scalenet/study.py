@@ -20,46 +20,16 @@ import math
 import os
 
 from scalenet import plots
-from scalenet.records import collect, compare, fmt, load_run, realizations, stats, verdict
-from scalenet.tables import factor_key
+from scalenet.records import acc, acc_at, collect, delta, factors_of, fmt, last_block, load_run
+from scalenet.records import realizations, scale_factors, stats, verdict
+from scalenet.study_claims import HALF, LARGE, SMALL, claim_ii, claim_iv, claim_v, depth_lines
+from scalenet.study_claims import pair_lines
 
 A_MODELS = ('cnn', 'dcn', 'dss_v1', 'sscnn', 'mnist_ses_vector_28', 'mnist_disco')
 C_STUDY = ('dss_v1', 'dss_v2', 'deform_dss')
 C_HARNESS = ('mnist_dss_vector_28', 'mnist_dss_v2_28', 'mnist_deform_dss_28')
 B_MODELS = ('dss_v1', 'deform_dss')
-HALF = factor_key(0.5)
 
-
-def acc(runs, split='test'):
-  return [r['results']['accuracy_by_split'].get(split) for r in runs]
-
-
-def acc_at(runs, factor):
-  return [r['results']['accuracy_vs_scale'].get(factor_key(factor)) for r in runs]
-
-
-def delta(runs, factor_k: str, layer: str):
-  return [r['results']['equivariance']['layerwise'].get(factor_k, {}).get(layer) for r in runs]
-
-
-def last_block(runs) -> str:
-  layers = list(runs[0]['results']['equivariance']['actions'])
-  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
-  return blocks[-1]
-
-
-def factors_of(runs) -> list[str]:
-  keys = set()
-  for r in runs:
-    keys |= set(r['results']['equivariance']['layerwise'])
-  return sorted(keys, key=float)
-
-
-def scale_factors(runs) -> list[str]:
-  return sorted(runs[0]['results']['accuracy_vs_scale'], key=float)
-
-
-# --- Report sections. ---
 
 def _table(header, rows) -> list[str]:
   return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
@@ -108,52 +78,6 @@ def time_table(groups: dict) -> list[str]:
                  f'{ev / 60:.1f}' if math.isfinite(ev) else '-', len(runs)])
   return _table(['model', 'ms / training step (batch 128)', 'epochs', 'train min / run',
                  'eval min / run', 'n'], rows)
-
-
-def claim_ii(groups: dict) -> tuple[str, list[str]]:
-  """Delta grows with the scale change: per model and layer, Delta at the largest
-  shrinking it was measured at against Delta at the smallest."""
-  lines, holds = [], []
-  for name, runs in groups.items():
-    if not runs:
-      continue
-    for layer in (last_block(runs), 'logits'):
-      shrink = [f for f in factors_of(runs) if float(f) < 1 and stats(delta(runs, f, layer))[2]]
-      if len(shrink) < 2:
-        continue
-      small, large = max(shrink, key=float), min(shrink, key=float)
-      a, b = delta(runs, large, layer), delta(runs, small, layer)
-      v = verdict(stats(a)[0] > stats(b)[0], a, b)
-      holds.append(v)
-      lines.append(f'- {name} {layer}: Delta(s={float(large):.3g}) {fmt(a, 3)} vs '
-                   f'Delta(s={float(small):.3g}) {fmt(b, 3)}: {v}.')
-  if not holds:
-    return 'inconclusive (not measured)', lines
-  if all(v == 'confirmed' for v in holds):
-    return 'confirmed', lines
-  if all(v == 'refuted' for v in holds):
-    return 'refuted', lines
-  counts = {k: sum(v.startswith(k) for v in holds) for k in ('confirmed', 'refuted',
-                                                               'inconclusive')}
-  return 'partly: ' + ', '.join(f'{n} {k}' for k, n in counts.items() if n), lines
-
-
-def depth_lines(groups: dict) -> list[str]:
-  """Where equivariance is lost: the largest rise of Delta(1/2) between consecutive representations."""
-  out = []
-  for name, runs in groups.items():
-    if not runs or HALF not in factors_of(runs):
-      continue
-    layers = list(runs[0]['results']['equivariance']['actions'])
-    means = [(l, stats(delta(runs, HALF, l))[0]) for l in layers]
-    means = [(l, m) for l, m in means if math.isfinite(m)]
-    if len(means) < 2:
-      continue
-    rises = [(b[1] - a[1], a[0], b[0]) for a, b in zip(means, means[1:])]
-    rise, frm, to = max(rises)
-    path = ' -> '.join(f'{l} {m:.3g}' for l, m in means)
-    out.append(f'- {name}: {path}. Largest rise: {frm} -> {to} (+{rise:.3g}).')
-  return out
 
 
 def _curves(groups, value_fn, factors_fn):
@@ -268,28 +192,20 @@ def render(runs: str, out: str) -> str:
   lines += accuracy_table(c_harness) + delta_table(c_harness)
   lines += figures(c_harness, os.path.join(fig_dir, 'study_C_harness'), 'C, ~495k')
   lines += ['### Claim (iv): the deformable DSS helps at small scale changes and hurts at '
-            'large ones', '']
+            'large ones', '',
+            f'Small changes: {SMALL[0]:.3g} <= s <= {SMALL[1]:.3g}, s != 1; large: s <= '
+            f'{LARGE[0]:.3g} or s >= {LARGE[1]:.3g}. "Helps" needs deform_dss above dss_v1 '
+            'with separated intervals at every small change, "hurts" below at every large '
+            'one.', '']
   for label, v1, dd in (('study widths', 'dss_v1', 'deform_dss'),
                         ('~495k', 'mnist_dss_vector_28', 'mnist_deform_dss_28')):
     g = c_study if label == 'study widths' else c_harness
-    if not (g[v1] and g[dd]):
-      lines.append(f'- {label}: not measured yet.')
-      continue
-    for f in scale_factors(g[v1]):
-      x, y = acc_at(g[dd], float(f)), acc_at(g[v1], float(f))
-      order, overlap = compare(x, y)
-      lines.append(f'- {label}, s={float(f):.3g}: {dd} {fmt(x, 4, True)} % vs {v1} '
-                   f'{fmt(y, 4, True)} %: {order}, {overlap}.')
+    lines += pair_lines(label, g, v1, dd, claim_iv)
   lines += ['', '### Claim (v): DSS v2 underperforms DSS v1', '']
   for label, v1, v2 in (('study widths', 'dss_v1', 'dss_v2'),
                         ('~495k', 'mnist_dss_vector_28', 'mnist_dss_v2_28')):
     g = c_study if label == 'study widths' else c_harness
-    if g[v1] and g[v2]:
-      x, y = acc(g[v2]), acc(g[v1])
-      lines.append(f'- {label}: {v2} {fmt(x, 4, True)} % vs {v1} {fmt(y, 4, True)} %: '
-                   f'{verdict(stats(x)[0] < stats(y)[0], x, y)}.')
-    else:
-      lines.append(f'- {label}: not measured yet.')
+    lines += pair_lines(label, g, v1, v2, claim_v)
 
   lines += ['', '## Experiment B: DSS hyperparameters (section 4.1)', '']
   lines += sweep_section(runs, fig_dir)

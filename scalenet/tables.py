@@ -41,6 +41,7 @@ import re
 import numpy as np
 
 from scalenet import records
+from scalenet.records import factor_key  # The one factor-key scheme.
 
 DELTA_FACTORS = (0.5, 2.0)
 DELTA_LAYERS = ('block0.conv', 'logits')
@@ -49,9 +50,6 @@ SETTINGS = records.SETTINGS
 MISSING = '-'
 
 
-def factor_key(factor: float) -> str:
-  """The key of scale factor `factor` in results.json: '0.5000'."""
-  return f'{float(factor):.4f}'
 
 
 def _get(tree, *path):

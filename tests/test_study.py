@@ -24,8 +24,8 @@ def _write_run(path, *, test_acc, delta_logits, layers=('block0.conv', 'block0',
                model='cnn', params=1000):
   """A run directory as scripts/run_study.sh leaves it (eval/results.json, config.json, times)."""
   os.makedirs(os.path.join(path, 'eval'))
-  scale = {'0.3333': test_acc - 0.2, '0.5000': test_acc - 0.05, '1.0000': test_acc,
-           '2.0000': test_acc - 0.5}
+  scale = {'0.3333': test_acc - 0.2, '0.5000': test_acc - 0.05, '0.9091': test_acc - 0.01,
+           '1.0000': test_acc, '2.0000': test_acc - 0.5}
   # Delta grows with the change: factor 0.25 largest, 0.9091 smallest.
   grow = {'0.2500': 3.0, '0.5000': 1.0, '0.9091': 0.2, '2.0000': 2.0}
   results = {
@@ -65,12 +65,13 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
     _write_run(root / 'A' / 'dcn' / f'r{k}', test_acc=dcn_acc, delta_logits=0.25)
     _write_run(root / 'A' / 'dss_v1' / f'r{k}', test_acc=0.97, delta_logits=0.1)
     _write_run(root / 'C' / 'dss_v2' / f'r{k}', test_acc=0.97 + 0.001 * k, delta_logits=0.1)
+    _write_run(root / 'C' / 'deform_dss' / f'r{k}', test_acc=0.98 + 0.001 * k, delta_logits=0.1)
     (root / 'C' / 'dss_v1').mkdir(parents=True, exist_ok=True)
     os.symlink(f'../../A/dss_v1/r{k}', root / 'C' / 'dss_v1' / f'r{k}')
   os.makedirs(root / 'A' / 'sscnn' / 'r0')  # started, never evaluated: not collected
   with open(root / 'A' / 'sscnn' / 'r0' / 'config.json', 'w') as f:
     f.write('{}')
-  assert records.collect(str(root), str(runs)) == 8
+  assert records.collect(str(root), str(runs)) == 10
   assert (runs / 'C' / 'dss_v1' / 'r0' / 'SAME_AS').read_text().strip() == 'A/dss_v1/r0'
   assert not (runs / 'A' / 'sscnn').exists()
   assert not any(p.name == 'checkpoints' for p in runs.rglob('*'))
@@ -83,7 +84,12 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
   assert 'Verdict: confirmed.' in text.split('### Claim (ii)')[1].split('###')[0]
   # C's dss_v1 is A's run, read through SAME_AS; v2 and v1 overlap.
   claim_v = text.split('### Claim (v)')[1].split('##')[0]
-  assert 'dss_v2 97.05 ± 0.071 (n=2) % vs dss_v1 97 ± 0 (n=2) %: inconclusive' in claim_v
+  assert 'dss_v2 97.05 ± 0.071 (n=2) % vs dss_v1 97 ± 0 (n=2) %: **inconclusive**' in claim_v
+  # deform_dss above dss_v1 at every scale: helps at the small change (0.909),
+  # and does not hurt at the large ones (1/3, 2): the claim is refuted.
+  claim_iv = text.split('### Claim (iv)')[1].split('###')[0]
+  assert ('helps at small changes: confirmed; hurts at large ones: refuted (2 of 2 scales '
+          'refute, none confirms). **Verdict: refuted.**') in claim_iv
   # Times: seconds summed over sessions; step time from the logged rate.
   assert '| cnn | 100 | 3 | 1.5 | - | 2 |' in text
 
