@@ -59,14 +59,8 @@ def get_config(arg=None):
   config = config_lib.default_config()
   config.model_name = name  # A model of the table (scalenet.models.MODELS).
   config.model = dict()  # Reference widths: every constructor's defaults.
-  config.batch_size = 128  # As the reference.
-  config.num_epochs = 60  # As the reference.
-  config.optimizer = 'adam'  # As the reference.
-  config.learning_rate = 0.01  # As the reference.
-  config.weight_decay = 0.0  # The reference's --decay applies to SGD only.
-  config.schedule = 'step'  # MultiStepLR.
-  config.lr_decay_epochs = (20, 40)  # Its milestones.
-  config.lr_decay_factor = 0.1  # Its gamma.
+  # The defaults are the reference's optimisation (batch 128, 60 epochs, Adam
+  # lr 0.01 without weight decay, MultiStepLR x0.1 at 20 and 40): what differs:
   config.generator = 'reference'  # Its data: bicubic L_s, no antialias, stratified split.
   config.rescale = dict(method='cubic', antialias=False)  # One L_s: the generator's.
   config.input_norm = 'reference'  # Its loaders' normalisation (mean 0.0607, std 0.2161).
@@ -75,7 +69,7 @@ def get_config(arg=None):
   # one input size say so in results.json.
   config.eval_resolution_sizes = (8, 12, 14, 16, 20, 24)
   if 'plus' in options:
-    config.augment_scale = (0.5, 2.0)  # RandomAffine(scale=(0.5, 2)) on training images.
+    config = config_lib.plus(config)  # RandomAffine(scale=(0.5, 2)) on training images.
   if 'tiny' in options:
     config = config_lib.tiny(config)
     config.model = tiny_model(name)  # Reduced widths.
