@@ -99,7 +99,7 @@ def trained_table(root: str) -> list[str]:
     acc14 = [100 * x['accuracy']['14'] for x in reso if '14' in x.get('accuracy', {})]
     cons = [x['mean_consistency'] for x in reso if 'mean_consistency' in x]
     lines.append(
-        f"| {name} | {len(rs)} | {rs[0]['epochs']} | {_cell(err)} | {_cell(acc14)} | "
+        f"| {name} | {len(rs)} | {rs[0]['epochs'] or '-'} | {_cell(err)} | {_cell(acc14)} | "
         f'{_cell(cons)} | {_cell([c.get("block0.conv") for c in canvas])} / '
         f'{_cell([c.get("logits") for c in canvas])} | '
         f'{_cell([c.get("block0.conv") for c in by_res])} / '

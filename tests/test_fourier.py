@@ -2,6 +2,8 @@
 where theory says exact (with negative controls), agreement with numpy's FFT,
 and the model's count, shapes and resolution action."""
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -222,3 +224,30 @@ def test_evaluate_resolution_results(tiny):
                                         np.zeros(2), config)
   assert 'does not take 14 x 14 inputs' in skipped['not_measured']
   assert 'dot_general' in skipped['not_measured']  # the head's own reason
+
+
+def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
+  from scalenet import fourier_report
+  cache = {'fourier_se_mnist': {
+      'canvas': {'factors': {'0.5000': {'block0.conv': [0.4, 0.5], 'block1': [2.0, 2.2],
+                                        'logits': [1.0, 1.0]}},
+                 'actions': {'block0.conv': 'spatial', 'block1': 'spatial', 'logits': 'inv'}},
+      'resolution': {'factors': {'0.5000': {'block0.conv': [1e-14, 3e-14], 'block1': [1e-12],
+                                            'logits': [0.15]}},
+                     'actions': {'block0.conv': 'spatial', 'block1': 'spatial', 'logits': 'inv'}}},
+      'mnist_cnn_28': {'canvas': {'factors': {}, 'actions': {'block0.conv': 's', 'logits': 'i'}},
+                       'resolution': {'not_measured': 'MnistCNN does not take 14 x 14 inputs'}}}
+  run = tmp_path / 'fourier_se_mnist' / 'plain' / 'r0' / 'eval'
+  run.mkdir(parents=True)
+  (run / 'results.json').write_text(json.dumps({
+      'model_name': 'fourier_se_mnist', 'test_error': 0.05,
+      'equivariance': {'layerwise': {'0.5000': {'block0.conv': 0.4, 'logits': 0.9}}},
+      'resolution': {'accuracy': {'14': 0.9}, 'mean_consistency': 0.8,
+                     'layerwise': {'0.5000': {'block0.conv': 2e-14, 'logits': 0.1}}}}))
+  text = fourier_report.render(cache, {'seeds': 2, 'num_images': 8, 'canvas': 'c'},
+                               str(tmp_path), None)
+  assert '| fourier_se_mnist | canvas | 0.45 ± 0.071 (block0.conv) | 2.1 ± 0.14 (block1) |' in text
+  assert '| fourier_se_mnist | resolution | 2e-14 ± 1.4e-14 (block0.conv) |' in text
+  assert '| mnist_cnn_28 | resolution | takes one input size only |' in text
+  assert '| fourier_se_mnist | 1 | - | 5 | 90 | 0.8 | 0.4 / 0.9 | 2e-14 / 0.1 |' in text
+  assert '| mnist_cnn_28 | 0 | | not trained yet |' in text
