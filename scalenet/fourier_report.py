@@ -117,6 +117,9 @@ def render(cache: dict, setting: dict, runs_root: str | None, notes: str | None)
            f"## At random initialisation (s = 1/2; mean ± std over {setting['seeds']} seeds, "
            f"{setting['num_images']} mnist_5k digits)", '']
   lines += init_table(cache)
+  lines += ['"-": not defined at s = 1/2 (a scale-space representation whose scale ratio '
+            '1/2 is not a power of, e.g. mnist_ses_vector_28\'s sqrt(3); '
+            '`results/equivariance.md` has each model at its own smallest exact factor).', '']
   lines += ['## Trained', '']
   lines += trained_table(runs_root) if runs_root else ['Not trained yet (no --runs).', '']
   if notes:
