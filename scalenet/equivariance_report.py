@@ -29,7 +29,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from scalenet import equivariance, models, plots, representations, transforms
+from scalenet import equivariance, models, plots, records, representations, transforms
 from scalenet.data import readers
 from scalenet import tables
 from scalenet.tables import factor_key
@@ -73,8 +73,8 @@ def _cell(vals) -> str:
 
 def _first_last(curve: dict, layers) -> tuple:
   """(first conv, last block, logits) values of `curve` (None where not measured)."""
-  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
-  return curve.get('block0.conv'), curve.get(blocks[-1]) if blocks else None, curve.get('logits')
+  last = records.last_block_name(layers)
+  return curve.get('block0.conv'), curve.get(last) if last else None, curve.get('logits')
 
 
 def render(results: dict, header: str) -> str:

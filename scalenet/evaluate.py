@@ -54,8 +54,8 @@ def equivariance_results(model, images: np.ndarray, config, preprocess=None) -> 
   }
 
 
-def _predictions(fn, images, batch_size: int) -> np.ndarray:
-  return np.concatenate([np.asarray(jnp.argmax(fn(images[i:i + batch_size])['logits'], -1))
+def _predictions(logits_fn, images, batch_size: int) -> np.ndarray:
+  return np.concatenate([np.asarray(jnp.argmax(logits_fn(images[i:i + batch_size]), -1))
                          for i in range(0, len(images), batch_size)])
 
 
@@ -79,15 +79,18 @@ def resolution_results(model, images: np.ndarray, labels: np.ndarray, config,
   x = jnp.asarray(images)
   try:
     for n in sizes:
-      equivariance.check_takes_input(model, x[:1], n / x.shape[1], action)
+      equivariance.check_takes_input(model, x[:1], n / x.shape[1], action,
+                                     equivariance.representation_fn(model, preprocess))
   except ValueError as e:
     return {'sizes': sizes, 'not_measured': str(e)}
-  fn = equivariance.representation_fn(model, preprocess)
+  apply, state = models.make_apply(model)  # logits only, inference mode
+  pre = preprocess or (lambda v: v)
+  logits_fn = lambda v: apply(state, pre(v))
   bs = config.eval_batch_size
-  full = _predictions(fn, x, bs)
+  full = _predictions(logits_fn, x, bs)
   accuracy, consistency = {}, {}
   for n in sizes:
-    pred = _predictions(fn, action(x, n / x.shape[1]), bs)
+    pred = _predictions(logits_fn, action(x, n / x.shape[1]), bs)
     accuracy[str(n)] = float(np.mean(pred == labels))
     consistency[str(n)] = float(np.mean(pred == full))
   curves, skipped = equivariance.layerwise_curves(

@@ -48,16 +48,13 @@ def measure_at_init(name: str, images: np.ndarray, seeds) -> dict:
 
 
 def _cell(values) -> str:
-  m, s, n = records.stats(values or [])
-  if not n:
-    return '-'
-  return f'{m:.3g}' if n == 1 else f'{m:.3g} ± {s:.2g}'
+  """Mean ± std of `values` (3 significant digits), '-' if none."""
+  return records.fmt(values or [], 3).split(' (')[0]
 
 
 def _three(layers) -> list[str]:
   """The first conv, the last block and the logits among `layers`."""
-  blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
-  return ['block0.conv', blocks[-1] if blocks else 'block0', 'logits']
+  return ['block0.conv', records.last_block_name(layers) or 'block0', 'logits']
 
 
 def init_table(cache: dict) -> list[str]:

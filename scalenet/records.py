@@ -228,10 +228,14 @@ def delta(runs, factor_k: str, layer: str):
   return [r['results']['equivariance']['layerwise'].get(factor_k, {}).get(layer) for r in runs]
 
 
-def last_block(runs) -> str:
-  layers = list(runs[0]['results']['equivariance']['actions'])
+def last_block_name(layers) -> str | None:
+  """The last 'block{i}' (a block's output, not its '.conv') among `layers`, or None."""
   blocks = [k for k in layers if k.startswith('block') and not k.endswith('.conv')]
-  return blocks[-1]
+  return blocks[-1] if blocks else None
+
+
+def last_block(runs) -> str:
+  return last_block_name(runs[0]['results']['equivariance']['actions'])
 
 
 def factors_of(runs) -> list[str]:
