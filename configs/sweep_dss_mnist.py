@@ -14,17 +14,21 @@ lands in <workdir>/plots/.
 
 Options after ':' (comma-separated): 'deform_dss' (sweep the deformable
 DSS), 'tiny' (two points of a reduced model, one epoch of mnist_5k: about a
-minute on a CPU; both learn, for tests and a first look).
+minute on a CPU; both learn, for tests and a first look), 'only=KEY' (that
+axis alone, e.g. 'only=learning_rate': same run directories, so a sweep can
+be run axis by axis, each axis to all its realizations first).
 """
 
 from configs import deform_dss_mnist, dss_v1_mnist
 
-OPTIONS = ('deform_dss', 'tiny')
+OPTIONS = ('deform_dss', 'tiny', 'only=KEY')
 CHANNELS = (32, 64, 96)
 
 
 def get_config(arg=None):
   options = set(filter(None, (arg or '').split(',')))
+  only = {o.split('=', 1)[1] for o in options if o.startswith('only=')}
+  options -= {f'only={k}' for k in only}
   unknown = sorted(options - set(OPTIONS))
   if unknown:
     raise ValueError(f'unknown option(s) {unknown} in {arg!r}; choose from {OPTIONS}.')
@@ -44,4 +48,10 @@ def get_config(arg=None):
     config.halt_after_steps = None
     config.model.channels = (8, 16)
     config.sweep = (('model.interaction', (1, 2)), ('learning_rate', (0.01,)))
+  if only:
+    axes = [key for key, _ in config.sweep]
+    if only - set(axes):
+      raise ValueError(f'only={sorted(only - set(axes))} in {arg!r} is not a swept key; '
+                       f'the keys: {axes}.')
+    config.sweep = tuple((key, values) for key, values in config.sweep if key in only)
   return config

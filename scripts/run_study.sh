@@ -31,6 +31,8 @@
 #   EPOCHS        default 10 (this 2-core CPU); the GPU variant: EPOCHS=60
 #   REALIZATIONS  default "0 1 2" (A and C)
 #   SWEEP_REALIZATIONS default "0 1"; DEFORM_SWEEP_REALIZATIONS default "0"
+#   SWEEP_AXES    default every swept key of configs/sweep_dss_mnist.py, in its
+#                 order; B runs axis by axis (e.g. "learning_rate model.base")
 #   EXPERIMENTS   default "A C B" (in this order: B reuses A's and C's runs)
 #   MODELS        optional: only these models of A and C (e.g. "cnn dcn")
 #   EVAL_IMAGES   default 10000 images per test split (of 50,000)
@@ -126,17 +128,23 @@ for e in $EXPERIMENTS; do
     if [[ "$e" == C ]]; then link "$ROOT/C/dss_v1/r$r" "$ROOT/A/dss_v1/r$r"; fi
   done
   if [[ "$e" == B ]]; then
+    # Axis by axis, each axis to all its realizations before the next: a
+    # stopped study leaves whole axes with n realizations, not n=1 everywhere.
+    axes=${SWEEP_AXES:-$(PYTHONPATH=. "$PYTHON" -c 'from configs import sweep_dss_mnist as s
+print(" ".join(k for k, _ in s.get_config().sweep))')}
     for spec in "dss_v1:$SWEEP_REALIZATIONS" "deform_dss:$DEFORM_SWEEP_REALIZATIONS"; do
       m=${spec%%:*}
-      for r in ${spec#*:}; do
-        arg=; [[ "$m" == deform_dss ]] && arg=:deform_dss
-        base=$ROOT/A/$m/r$r; [[ "$m" == deform_dss ]] && base=$ROOT/C/$m/r$r
-        link "$ROOT/B/$m/r$r/base" "$base"
-        cmd=("$PYTHON" sweep.py --config "configs/sweep_dss_mnist.py$arg"
-             --workdir "$ROOT/B/$m/r$r" --config.realization="$r" --config.seed="$r"
-             "${common[@]}" --config.progress_bar=false "$@")
-        printf '%q ' "${cmd[@]}"; echo
-        [[ "$DRY_RUN" == 1 ]] || "${cmd[@]}"
+      for axis in $axes; do
+        for r in ${spec#*:}; do
+          arg=only=$axis; [[ "$m" == deform_dss ]] && arg=deform_dss,$arg
+          base=$ROOT/A/$m/r$r; [[ "$m" == deform_dss ]] && base=$ROOT/C/$m/r$r
+          link "$ROOT/B/$m/r$r/base" "$base"
+          cmd=("$PYTHON" sweep.py --config "configs/sweep_dss_mnist.py:$arg"
+               --workdir "$ROOT/B/$m/r$r" --config.realization="$r" --config.seed="$r"
+               "${common[@]}" --config.progress_bar=false "$@")
+          printf '%q ' "${cmd[@]}"; echo
+          [[ "$DRY_RUN" == 1 ]] || "${cmd[@]}"
+        done
       done
     done
   else

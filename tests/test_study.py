@@ -114,8 +114,13 @@ def test_run_script_plans_every_experiment_once(tmp_path):
     assert '--config.lr_decay_epochs=\\(2\\,\\ 4\\)' in l and '--config.batch_size=64' in l
     assert '--config.generator=reference' in l and '--config.data_source=mnist_5k' in l
   sweeps = [l for l in lines if ' sweep.py ' in l]
-  assert len(sweeps) == 3  # dss_v1 r0, r1; deform_dss r0
-  assert sum('sweep_dss_mnist.py:deform_dss' in l for l in sweeps) == 1
+  # Axis by axis (5 axes), each to all its realizations: dss_v1 r0, r1; deform_dss r0.
+  assert len(sweeps) == 15
+  assert sum('sweep_dss_mnist.py:deform_dss' in l for l in sweeps) == 5
+  axes = [l.split('only=')[1].split()[0] for l in sweeps[:10]]
+  assert axes[0::2] == axes[1::2] == ['model.base', 'model.channels', 'learning_rate',
+                                      'model.interaction', 'model.num_scales']
+  assert ['/B/dss_v1/r0 ' in l for l in sweeps[:2]] == [True, False]
   assert 'scalenet.study' in lines[-1]
   assert not os.listdir(tmp_path)  # a dry run creates nothing
 

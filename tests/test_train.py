@@ -256,6 +256,20 @@ def test_full_sweep_points_are_distinct_runs():
     sweep_dss_mnist.get_config('tinny')
 
 
+def test_sweep_axis_alone_keeps_the_full_sweeps_runs():
+  # 'only=KEY' runs one axis: the same points, in the same run directories.
+  from scalenet import sweep
+  from configs import sweep_dss_mnist
+  for arg in (None, 'deform_dss'):
+    full = sweep.sweep_points(sweep_dss_mnist.get_config(arg))
+    for key in ('learning_rate', 'model.channels'):
+      alone = sweep.sweep_points(sweep_dss_mnist.get_config(','.join(filter(None, (arg, f'only={key}')))))
+      assert [(p.key, p.value, p.run) for p in alone] == \
+          [(p.key, p.value, p.run) for p in full if p.key == key]
+  with pytest.raises(ValueError, match=r"only=\['lr'\].*not a swept key"):
+    sweep_dss_mnist.get_config('only=lr')
+
+
 def test_eval_step_has_no_cross_device_reduction(data_dir, datasets):
   # Per-example outputs, summed on the host: an all-reduce in the eval step could
   # stall XLA:CPU's simulated devices (runtime._eval_step).
