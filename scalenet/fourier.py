@@ -144,10 +144,15 @@ def spectral_conv(x: jax.Array, table: jax.Array) -> jax.Array:
   if table.ndim != 4 or table.shape[0] != x.shape[-1]:
     raise ValueError(f'spectral_conv table must be [Cin={x.shape[-1]}, Cout, G, G]; '
                      f'got {table.shape}.')
-  spec = jnp.fft.fft2(x.astype(jnp.float32), axes=(1, 2), norm='forward')
-  grid = _grid_filter(_grid_filter(table, x.shape[1], 2), x.shape[2], 3)
-  out = jnp.einsum('bhwi,iohw->bhwo', spec, grid)
-  return jnp.fft.ifft2(out, axes=(1, 2), norm='forward').real.astype(x.dtype)
+  h, w = x.shape[1], x.shape[2]
+  grid = _grid_filter(_grid_filter(table, h, 2), w, 3)
+  # Re ifft2(T X) = ifft2(X (T(f) + conj T(-f)) / 2) for real x (X(-f) = conj X(f)):
+  # a Hermitian product, so half the spectrum (rfft2) gives it exactly.
+  mirrored = grid[..., (-np.arange(h)) % h, :][..., (-np.arange(w // 2 + 1)) % w]
+  hermitian = (grid[..., :w // 2 + 1] + jnp.conj(mirrored)) / 2
+  spec = jnp.fft.rfft2(x.astype(jnp.float32), axes=(1, 2), norm='forward')
+  out = jnp.einsum('bhwi,iohw->bhwo', spec, hermitian)
+  return jnp.fft.irfft2(out, s=(h, w), axes=(1, 2), norm='forward').astype(x.dtype)
 
 
 def ladder(base: int, size: int, increment: int = 1) -> list[int]:
@@ -162,6 +167,40 @@ def ladder(base: int, size: int, increment: int = 1) -> list[int]:
   return [*range(base, size, increment), size]
 
 
+@functools.lru_cache(maxsize=None)
+def _real_basis(n: int, band: int) -> tuple[np.ndarray, np.ndarray]:
+  """The real Fourier basis of |f| <= band on n points, K = 2 band + 1 terms
+  ordered 1, cos 1, sin 1, cos 2, sin 2, ... (so band b is the first 2b + 1).
+
+  Returns (analysis [K, n], synthesis [n, K]): synthesis @ analysis is
+  `band_matrix(n, n, band)`, and the analysis of n points followed by the
+  synthesis on m points is `band_matrix(m, n, band)`.
+  """
+  t = np.arange(n)
+  rows, cols = [np.full(n, 1.0 / n)], [np.ones(n)]
+  for f in range(1, band + 1):
+    c, s = np.cos(2 * np.pi * f * t / n), np.sin(2 * np.pi * f * t / n)
+    rows += [c / n, s / n]
+    cols += [2 * c, 2 * s]
+  analysis, synthesis = np.stack(rows), np.stack(cols, axis=1)
+  analysis.setflags(write=False)
+  synthesis.setflags(write=False)
+  return analysis, synthesis
+
+
+def _analyse(x: jax.Array, band: int) -> jax.Array:
+  """[B, n, n, C] -> [B, K, K, C]: the real Fourier coefficients of |f| <= band."""
+  a = jnp.asarray(_real_basis(x.shape[1], band)[0], x.dtype)
+  return jnp.einsum('kh,bhwc,lw->bklc', a, x, a)
+
+
+def _synthesise(coefficients: jax.Array, n: int) -> jax.Array:
+  """[B, K, K, C] -> [B, n, n, C]: the band-limited image of those coefficients."""
+  band = (coefficients.shape[1] - 1) // 2
+  s = jnp.asarray(_real_basis(n, band)[1], coefficients.dtype)
+  return jnp.einsum('hk,bklc,wl->bhwc', s, coefficients, s)
+
+
 def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 1,
                     norm: Callable | None = None) -> jax.Array:
   """The scale-equivariant nonlinearity: [B, N, N, C] -> [B, N, N, C].
@@ -170,6 +209,14 @@ def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 
   z_r = act(norm(r, D_r x)) on the r x r grid; the output's frequencies first
   kept at r (not at the rung below) are z_r's. D_n of the output therefore
   equals the output for D_n x at every rung n (exactly, up to rounding).
+
+  Computed in the frequency domain: x's coefficients once, D_r x synthesised
+  from the first of them, and the new ring of z_r's coefficients added to
+  one spectrum synthesised once at the end. A rung whose band equals the
+  rung below's (an even r after r - 1, since D drops the Nyquist frequency)
+  has an empty ring: its z_r reaches no output frequency and is skipped.
+  tests/test_fourier.py checks it against the definition (three resamplings
+  per rung, numpy's FFT).
 
   Args:
     x: square feature maps.
@@ -183,15 +230,26 @@ def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 
   n = x.shape[1]
   if x.shape[2] != n:
     raise ValueError(f'scale_eq_nonlin needs square maps; got {x.shape[1:3]}.')
-  out, prev = 0.0, None
-  for r in ladder(base, n, increment):
-    z = ideal_resample(x, r)
+  rungs = ladder(base, n, increment)
+  top = max_frequency(n)
+  spectrum = _analyse(x, top)
+  out, inner = jnp.zeros_like(spectrum), None
+  for r in rungs:
+    band = max_frequency(r)
+    if band == inner:
+      continue  # empty ring
+    k = 2 * band + 1
+    z = _synthesise(spectrum[:, :k, :k], r)  # D_r x
     z = act(z if norm is None else norm(r, z))
-    part = ideal_resample(z, n)
-    if prev is not None:  # only the ring that is new at r
-      part = part - ideal_resample(z, n, band=max_frequency(prev))
-    out, prev = out + part, r
-  return out
+    ring = _analyse(z, band)
+    if inner is not None:  # only the frequencies new at r
+      j = 2 * inner + 1
+      keep = np.ones((k, k), bool)
+      keep[:j, :j] = False
+      ring = ring * jnp.asarray(keep, ring.dtype)[:, :, None]
+    out = out + jnp.pad(ring, ((0, 0), (0, 2 * top + 1 - k), (0, 2 * top + 1 - k), (0, 0)))
+    inner = band
+  return _synthesise(out, n)
 
 
 def band_limited_stack(x: jax.Array, *, base: int, keep: int, pool: int,

@@ -81,3 +81,30 @@ def deform_conv(x, offsets, kernel, mask, stride, pad, dil):
                 v *= mask[n, i, j, gi, t]
               out[n, i, j] += v * kernel[a, bb, ch]
   return out
+
+
+def fft_resample(x, n, band=None):
+  """Ideal resampling of x [B, N, N, C] to n x n with numpy's FFT: the
+  frequencies |f| <= min((n-1)//2, (N-1)//2, band) of both axes kept."""
+  big = x.shape[1]
+  spec = np.fft.fft2(np.asarray(x, np.float64), axes=(1, 2)) / big**2
+  k = min((n - 1) // 2, (big - 1) // 2, big if band is None else band)
+  out = np.zeros((x.shape[0], n, n, x.shape[-1]), complex)
+  f = np.arange(-k, k + 1)
+  out[:, (f % n)[:, None], (f % n)[None, :]] = spec[:, (f % big)[:, None], (f % big)[None, :]]
+  return np.fft.ifft2(out * n**2, axes=(1, 2)).real
+
+
+def scale_eq_nonlin(x, act, base, increment=1, norm=None):
+  """The definition, rung by rung: z_r = act(norm(r, D_r x)); the output adds
+  D_N z_r minus its part below the previous rung's band."""
+  n = x.shape[1]
+  out, prev = 0.0, None
+  for r in [*range(base, n, increment), n]:
+    z = fft_resample(x, r)
+    z = act(z if norm is None else norm(r, z))
+    part = fft_resample(z, n)
+    if prev is not None:
+      part = part - fft_resample(z, n, band=(prev - 1) // 2)
+    out, prev = out + part, r
+  return out

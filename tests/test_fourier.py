@@ -13,20 +13,10 @@ from flax import nnx
 
 from scalenet import assert_equivariant, equivariance, fourier, models, tables, transforms
 from scalenet.models import fourier as fourier_models
+from tests import reference
 from tests.train_steps import adam_losses
 
 TINY = dict(channels=(3, 4), hidden=8, max_res=12, global_modes=12)  # inputs 8..12
-
-
-def _fft_resample(x, n):
-  """Independent D_n with numpy's FFT: keep |f| <= (n-1)//2 of both grids."""
-  big = x.shape[1]
-  spec = np.fft.fft2(np.asarray(x, np.float64), axes=(1, 2)) / big**2
-  k = min((n - 1) // 2, (big - 1) // 2)
-  out = np.zeros((x.shape[0], n, n, x.shape[-1]), complex)
-  f = np.arange(-k, k + 1)
-  out[:, (f % n)[:, None], (f % n)[None, :]] = spec[:, (f % big)[:, None], (f % big)[None, :]]
-  return np.fft.ifft2(out * n**2, axes=(1, 2)).real
 
 
 def _x(n=28, batch=2, channels=3, seed=0):
@@ -38,7 +28,7 @@ def test_ideal_resample_matches_numpy_fft(n):
   x = _x()
   y = fourier.ideal_resample(x, n)
   chex.assert_shape(y, (2, n, n, 3))
-  np.testing.assert_allclose(y, _fft_resample(x, n), atol=2e-5)
+  np.testing.assert_allclose(y, reference.fft_resample(x, n), atol=2e-5)
 
 
 def test_ideal_resample_is_a_consistent_family():
@@ -103,6 +93,18 @@ def test_spatial_conv_is_not_equivariant_negative_control():
 def test_nonlinearity_exactly_equivariant_at_every_rung(n):
   fn = lambda v: fourier.scale_eq_nonlin(v, jax.nn.relu, base=6)
   _resolution_gap(fn, _x(n=20), n)
+
+
+@pytest.mark.parametrize('n,increment', [(28, 1), (21, 1), (20, 4)])
+def test_nonlinearity_matches_its_definition(n, increment):
+  """The frequency-domain assembly equals the rung-by-rung definition (numpy FFT),
+  with a per-rung norm, so a skipped (empty-ring) rung would show if it were not empty."""
+  x = _x(n=n)
+  norm = lambda r, z: z * (1 + r / 10) - 0.1 * r
+  got = fourier.scale_eq_nonlin(x, jax.nn.relu, base=6, increment=increment, norm=norm)
+  want = reference.scale_eq_nonlin(np.asarray(x, np.float64), lambda v: np.maximum(v, 0), 6,
+                                   increment, norm)
+  np.testing.assert_allclose(got, want, atol=5e-5 * np.abs(want).max())
 
 
 def test_nonlinearity_negative_controls():
