@@ -15,6 +15,13 @@ normalisation; the best-validation checkpoint is evaluated.
 The argument after ':' is the model name, then options separated by commas:
   * 'plus': the table's '+' columns, training images rescaled by U(0.5, 2)
     (the reference's --extra_scaling 0.5), e.g. mnist_dss_vector_56,plus;
+  * 'multires': Rahman & Yeh's multi-resolution training for a model that
+    takes any input size (fourier_se_mnist): each batch ideally resampled to
+    n x n, n drawn per step from 8..28, their loss over the prediction stack
+    (`train.stack_loss`), and the test at every resolution 8..28. What stays
+    ours: the data (scale-MNIST digits on the 28 x 28 canvas; theirs are
+    plain MNIST digits), Adam without their weight decay and spectral
+    regulariser, no circular-shift augmentation, validation at 28 x 28;
   * 'tiny': `config_lib.tiny` and reduced widths (TINY_MODEL), for tests,
     e.g. mnist_cnn_28,tiny.
 Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
@@ -25,7 +32,8 @@ Result: not yet measured.
 from scalenet import config as config_lib
 from scalenet import models
 
-OPTIONS = ('plus', 'tiny')
+OPTIONS = ('plus', 'multires', 'tiny')
+MULTIRES = tuple(range(8, 29))  # Rahman & Yeh's train_mnist.py: train and test scales.
 
 # Reduced widths of each family for ':tiny' (longest matching name prefix
 # wins; families not listed take DEFAULT_TINY_MODEL).
@@ -70,6 +78,10 @@ def get_config(arg=None):
   config.eval_resolution_sizes = (8, 12, 14, 16, 20, 24)
   if 'plus' in options:
     config = config_lib.plus(config)  # RandomAffine(scale=(0.5, 2)) on training images.
+  if 'multires' in options:
+    config.train_resolutions = MULTIRES
+    config.loss = 'stack'
+    config.eval_resolution_sizes = MULTIRES
   if 'tiny' in options:
     config = config_lib.tiny(config)
     config.model = tiny_model(name)  # Reduced widths.

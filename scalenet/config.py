@@ -13,6 +13,7 @@ import ml_collections
 
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('constant', 'step', 'cosine')
+LOSSES = ('logits', 'stack')
 EVAL_CHECKPOINTS = ('best', 'latest')
 # Keys that define the model and the data: a resume or an evaluation with
 # another value would test a different run (run_record.check_identity).
@@ -58,6 +59,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.lr_decay_factor = 0.1  # Factor of each 'step' decay.
   c.warmup_epochs = 0.0  # Linear warm-up length.
   c.label_smoothing = 0.0  # Label smoothing of the cross-entropy.
+  c.loss = 'logits'  # logits (cross-entropy) | stack (Rahman & Yeh's, models with stack_logits).
+  # Rahman & Yeh's multi-resolution training: each step's batch resampled
+  # ideally (fourier.ideal_resample) to an n x n grid, n drawn per step from
+  # these (from the seed and the step: a resume replays it). (): the data's size.
+  c.train_resolutions = ()
   # Logging and checkpoints.
   c.log_every_steps = 50  # Metrics to stdout, TensorBoard and metrics.jsonl.
   c.eval_every_epochs = 1  # Validation accuracy every this many epochs.
@@ -104,6 +110,11 @@ def validate(config) -> None:
       raise ValueError(f"unknown config key '{key}'.{hint}")
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f'config.optimizer must be one of {OPTIMIZERS}; got {config.optimizer!r}.')
+  if config.loss not in LOSSES:
+    raise ValueError(f'config.loss must be one of {LOSSES}; got {config.loss!r}.')
+  if any(int(n) != n or n < 1 for n in config.train_resolutions):
+    raise ValueError('config.train_resolutions must be positive integers; got '
+                     f'{config.train_resolutions}.')
   if config.schedule not in SCHEDULES:
     raise ValueError(f'config.schedule must be one of {SCHEDULES}; got {config.schedule!r}.')
   for key in ('batch_size', 'eval_batch_size', 'num_epochs', 'log_every_steps',

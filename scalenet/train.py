@@ -22,7 +22,8 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from scalenet import checkpoint, config as config_lib, metrics as metrics_lib, models, runtime
+from scalenet import checkpoint, config as config_lib, fourier, metrics as metrics_lib, models
+from scalenet import runtime
 from scalenet import run_record, transforms
 from scalenet.data import normalize, pipeline
 
@@ -73,30 +74,74 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4), donate_argnums=1)
-def train_step(graphdef, state, batch, label_smoothing: float = 0.0, input_norm: str = 'none'):
+def stack_loss(stack, labels, label_smoothing: float = 0.0):
+  """Rahman & Yeh's loss on a prediction stack [B, R, K] (one entry per
+  resolution, lowest first): the sum of the entries' mean cross-entropies plus
+  0.001 times every rise of it from one entry to the next (their `get_loss`)."""
+  ce = jnp.stack([runtime.cross_entropy(stack[:, j], labels, label_smoothing).mean()
+                  for j in range(stack.shape[1])])
+  return ce.sum() + 0.001 * jnp.maximum(ce[1:] - ce[:-1], 0.0).sum()
+
+
+def step_resolution(config, step: int) -> int | None:
+  """The grid size of training step `step` under config.train_resolutions
+  (None: the data's own); a function of the seed and the step only."""
+  if not config.train_resolutions:
+    return None
+  return int(np.random.default_rng([config.seed, step]).choice(config.train_resolutions))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5, 6), donate_argnums=1)
+def train_step(graphdef, state, batch, label_smoothing: float = 0.0, input_norm: str = 'none',
+               resolution: int | None = None, loss: str = 'logits'):
   """One optimizer step on a (sharded) global batch -> (state, metrics).
 
+  resolution: None, or the n x n grid the images are ideally resampled to
+  first (config.train_resolutions); loss: config.loss ('stack': `stack_loss`
+  of the model's stack_logits, accuracy from its last entry).
   metrics['finite'] is 1.0 when the loss and the whole new state are finite:
   the loop checks it before every save, so no non-finite state is saved.
   """
   model, optimizer = nnx.merge(graphdef, state)
+  images = batch['image']
+  if resolution is not None and resolution != images.shape[1]:
+    images = fourier.ideal_resample(images.astype(jnp.float32), resolution)
 
   def loss_fn(model):
-    logits = model(normalize.normalize(batch['image'], input_norm))
+    x = normalize.normalize(images, input_norm)
+    if loss == 'stack':
+      stack = model.stack_logits(x)
+      return stack_loss(stack, batch['label'], label_smoothing), stack[:, -1]
+    logits = model(x)
     return runtime.cross_entropy(logits, batch['label'], label_smoothing).mean(), logits
 
-  (loss, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+  (value, logits), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
   optimizer.update(model, grads)
   new_state = nnx.state((model, optimizer))
   metrics = {
-      'loss': loss,
+      'loss': value,
       'accuracy': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
       'grad_norm': optax.tree.norm(grads),
       'param_norm': optax.tree.norm(nnx.state(model, nnx.Param)),
-      'finite': (jnp.isfinite(loss) & _all_finite(new_state)).astype(jnp.float32),
+      'finite': (jnp.isfinite(value) & _all_finite(new_state)).astype(jnp.float32),
   }
   return new_state, metrics
+
+
+def check_training_inputs(config, eval_def, model_state, image_shape) -> None:
+  """Refuses, before any step, a config.loss or config.train_resolutions the
+  model cannot train with, naming the model and the model's own error."""
+  model = nnx.merge(eval_def, model_state)
+  if config.loss == 'stack' and not hasattr(model, 'stack_logits'):
+    raise ValueError(f"config.loss='stack' needs a model with stack_logits (a prediction "
+                     f'per resolution, e.g. fourier_se_mnist); {config.model_name} has none.')
+  for n in sorted(set(config.train_resolutions)):
+    x = jax.ShapeDtypeStruct((1, n, n, image_shape[-1]), jnp.float32)
+    try:
+      jax.eval_shape(lambda s, v: nnx.merge(eval_def, s)(v), model_state, x)
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f'config.train_resolutions: {config.model_name} does not take '
+                       f'{n} x {n} inputs ({type(e).__name__}: {str(e)[:300]}).') from e
 
 
 def _progress(total, initial, enabled):
@@ -153,6 +198,7 @@ def _train(config, workdir, datasets, mesh) -> dict:
   schedule = make_schedule(config, steps_per_epoch)
   train_def, eval_def, state = create_state(config, datasets.num_classes,
                                             make_optimizer(config, schedule), mesh)
+  check_training_inputs(config, eval_def, state[0], datasets.image_shape)
   mngr = checkpoint.manager(workdir, keep=config.keep_checkpoints,
                             save_every=config.checkpoint_every_steps)
   best_mngr = checkpoint.best_manager(workdir)
@@ -177,7 +223,8 @@ def _train(config, workdir, datasets, mesh) -> dict:
   try:
     for step in range(start + 1, end + 1):
       state, m = train_step(train_def, state, runtime.shard_batch(next(batches), mesh),
-                            config.label_smoothing, config.input_norm)
+                            config.label_smoothing, config.input_norm,
+                            step_resolution(config, step), config.loss)
       pending.append(m)
       guard.add(step, m)
       epoch, rest = divmod(step, steps_per_epoch)

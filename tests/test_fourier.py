@@ -254,3 +254,83 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
   assert '| mnist_cnn_28 | resolution | takes one input size only |' in text
   assert '| fourier_se_mnist | 1 | - | 5 | 90 | 0.8 | 0.4 / 0.9 | 2e-14 / 0.1 |' in text
   assert '| mnist_cnn_28 | 0 | | not trained yet |' in text
+
+
+def _softmax_ce(logits, labels):
+  z = logits - logits.max(-1, keepdims=True)
+  return np.mean(np.log(np.exp(z).sum(-1)) - z[np.arange(len(labels)), labels])
+
+
+def test_stack_loss_is_the_references_get_loss():
+  """Sum of the entries' cross-entropies plus 0.001 x every rise (Rahman & Yeh's
+  get_loss, written as their loop); the rise term is active here."""
+  from scalenet import train
+  rng = np.random.default_rng(0)
+  stack = rng.normal(size=(6, 4, 10)).astype(np.float32)
+  stack[:, 2] *= 3.0  # entry 2 less sure than entry 1: a rise
+  labels = rng.integers(0, 10, 6)
+  ce = [_softmax_ce(stack[:, j].astype(np.float64), labels) for j in range(4)]
+  want, rises = ce[0], 0.0
+  for j in range(1, 4):
+    want += ce[j]
+    rises += max(ce[j] - ce[j - 1], 0.0)
+  assert rises > 0
+  np.testing.assert_allclose(train.stack_loss(jnp.asarray(stack), jnp.asarray(labels)),
+                             want + 0.001 * rises, rtol=1e-5)
+
+
+def test_step_resolution_depends_on_seed_and_step_only():
+  from scalenet import config as config_lib, train
+  config = config_lib.default_config()
+  assert train.step_resolution(config, 5) is None
+  config.train_resolutions = (8, 12, 20, 28)
+  drawn = [train.step_resolution(config, s) for s in range(1, 201)]
+  assert drawn == [train.step_resolution(config, s) for s in range(1, 201)]  # a resume replays
+  assert set(drawn) == {8, 12, 20, 28}
+  config.seed = 1
+  assert drawn != [train.step_resolution(config, s) for s in range(1, 201)]
+  config.loss = 'stak'
+  with pytest.raises(ValueError, match='config.loss'):
+    config_lib.validate(config)
+
+
+def test_multires_step_trains_on_resampled_images_with_the_stack_loss():
+  """A step at resolution 8 is the step on D_8 of the images, and the 'stack'
+  loss is stack_loss of the model's stack_logits (its value checked by hand)."""
+  import optax
+  from scalenet import train
+  model = models.get_model('fourier_se_mnist', rngs=nnx.Rngs(1), dropout=(0.0, 0.0),
+                           **{**TINY, 'channels': (3,)})
+  optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+  graphdef, state = nnx.split((model, optimizer))
+  images = jax.random.uniform(jax.random.key(9), (4, 12, 12, 1))
+  labels = jnp.arange(4)
+  copy = lambda: jax.tree.map(jnp.copy, state)
+  new_a, m_a = train.train_step(graphdef, copy(), {'image': images, 'label': labels},
+                                0.0, 'none', 8, 'stack')
+  small = fourier.ideal_resample(images, 8)
+  new_b, m_b = train.train_step(graphdef, copy(), {'image': small, 'label': labels},
+                                0.0, 'none', None, 'stack')
+  params = lambda st: nnx.state(nnx.merge(graphdef, st)[0], nnx.Param)
+  chex.assert_trees_all_close(params(new_a), params(new_b), atol=1e-6)
+  want = train.stack_loss(nnx.merge(graphdef, state)[0].stack_logits(small), labels)
+  np.testing.assert_allclose(m_a['loss'], want, rtol=1e-5)
+  _, m_c = train.train_step(graphdef, copy(), {'image': images, 'label': labels},
+                            0.0, 'none', None, 'stack')
+  assert abs(float(m_c['loss']) - float(m_a['loss'])) > 1e-4  # 12 x 12 is another input
+
+
+def test_multires_refuses_models_that_cannot_train_so():
+  from configs import sesn_table
+  from scalenet import runtime, train
+  config = sesn_table.get_config('mnist_cnn_28,multires,tiny')
+  assert config.loss == 'stack' and config.train_resolutions == tuple(range(8, 29))
+  eval_def, state = runtime.create_model(config, 10, runtime.make_mesh())
+  with pytest.raises(ValueError, match='stack_logits.*mnist_cnn_28 has none'):
+    train.check_training_inputs(config, eval_def, state, (28, 28, 1))
+  config.loss = 'logits'
+  with pytest.raises(ValueError, match='mnist_cnn_28 does not take 8 x 8 inputs'):
+    train.check_training_inputs(config, eval_def, state, (28, 28, 1))
+  config = sesn_table.get_config('fourier_se_mnist,multires,tiny')
+  eval_def, state = runtime.create_model(config, 10, runtime.make_mesh())
+  train.check_training_inputs(config, eval_def, state, (28, 28, 1))  # takes every size

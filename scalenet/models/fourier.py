@@ -28,9 +28,11 @@ What differs from the reference, on purpose:
 - The readout low-passes the features' spectrum. The reference's `get_stack`
   applies `irfft2` to the real features where their spectrum is meant, which
   breaks the invariance the stack exists for; we compute what it describes.
-- Training uses the cross-entropy of the logits (train.py's loss), not the
-  reference's sum over every stack entry plus its monotonicity and spectral
-  decay penalties.
+- Training uses the cross-entropy of the logits (train.py's loss) by
+  default; config.loss='stack' (configs/sesn_table.py's 'multires', with
+  their multi-resolution batches) trains with the reference's sum over every
+  stack entry plus its monotonicity penalty (`train.stack_loss`), without
+  its spectral-decay regulariser and per-resolution weight decay.
 
 References:
   Rahman & Yeh, "Truly Scale-Equivariant Deep Nets with Fourier Layers",
