@@ -21,7 +21,7 @@ import os
 
 from scalenet import plots
 from scalenet.records import acc, acc_at, collect, delta, factors_of, fmt, last_block, load_run
-from scalenet.records import realizations, scale_factors, stats, verdict
+from scalenet.records import compare, realizations, scale_factors, stats, verdict
 from scalenet.study_claims import HALF, LARGE, SMALL, claim_ii, claim_iv, claim_v, depth_lines
 from scalenet.study_claims import pair_lines
 
@@ -215,8 +215,37 @@ def render(runs: str, out: str) -> str:
   return text
 
 
+def hyperparameter_effect(what: str, by_value: dict) -> str:
+  """One line: does `what` ({value: [measurements]}) depend on the value?
+
+  'matters' when the intervals (mean +- std) of the highest and the lowest
+  value do not overlap, 'within the noise' when they do; no verdict while
+  a value has n < 2 (one realization has no spread).
+  """
+  summary = {v: stats(xs) for v, xs in by_value.items()}
+  short = [v for v, (_, _, n) in summary.items() if n < 2]
+  if short:
+    return f"{what}: no verdict yet (n < 2 at {', '.join(short)})."
+  hi = max(summary, key=lambda v: summary[v][0])
+  lo = min(summary, key=lambda v: summary[v][0])
+  _, overlap = compare(by_value[hi], by_value[lo])
+  word = 'matters' if overlap == 'intervals do not overlap' else 'within the noise'
+  return (f'{what}: **{word}**: highest at {hi} ({fmt(by_value[hi], 3)}), lowest at {lo} '
+          f'({fmt(by_value[lo], 3)}), {overlap}.')
+
+
+def _first_conv_delta(runs) -> str:
+  """Delta(1/2) at block0.conv, or at the factor nearest 1/2 that acts on it exactly."""
+  measured = [f for f in factors_of(runs) if any(x is not None for x in delta(runs, f, 'block0.conv'))]
+  if not measured:
+    return '-'
+  f = HALF if HALF in measured else min(measured, key=lambda k: abs(math.log(float(k) / 0.5)))
+  cell = fmt(delta(runs, f, 'block0.conv'), 3)
+  return cell if f == HALF else f'{cell} at s={float(f):.3g}'
+
+
 def sweep_section(runs: str, fig_dir: str) -> list[str]:
-  """Per model and swept key: accuracy and Delta per value, and one figure per key."""
+  """Per model and swept key: accuracy and Delta per value, the effect, one figure per key."""
   from configs import sweep_dss_mnist  # pylint: disable=g-import-not-at-top
   from scalenet import sweep  # pylint: disable=g-import-not-at-top
   out = []
@@ -233,17 +262,17 @@ def sweep_section(runs: str, fig_dir: str) -> list[str]:
       for p in (p for p in points if p.key == key):
         by_value[str(p.value)] = [r for r in (load_run(runs, os.path.join('B', model, k, p.run))
                                               for k in reals) if r]
-      rows = [[v, fmt(acc(rs), 4, True), fmt(delta(rs, HALF, 'block0.conv'), 3),
+      rows = [[v, fmt(acc(rs), 4, True), _first_conv_delta(rs),
                fmt(delta(rs, HALF, 'logits'), 3)] for v, rs in by_value.items()]
       out += [f'**{key}**', ''] + _table(['value', 'test acc %', 'Delta(1/2) block0.conv',
                                          'Delta(1/2) logits'], rows)
-      means = [stats(acc(rs))[0] for rs in by_value.values() if rs]
-      stds = [stats(acc(rs))[1] for rs in by_value.values() if rs]
-      if len(means) > 1:
-        spread = max(means) - min(means)
-        out += [f'Effect on test accuracy: the means span {100 * spread:.2f} points '
-                f'(largest std {100 * max(stds):.2f}): '
-                f"{'matters' if spread > 2 * max(stds) else 'within the noise'}.", '']
+      out += ['- ' + hyperparameter_effect(
+                  'test accuracy', {v: [x for x in acc(rs) if x is not None]
+                                    for v, rs in by_value.items()}),
+              '- ' + hyperparameter_effect(
+                  'Delta(1/2) of the logits', {v: [x for x in delta(rs, HALF, 'logits')
+                                                   if x is not None]
+                                               for v, rs in by_value.items()}), '']
       groups = {f'{key}={v}': rs for v, rs in by_value.items() if rs}
       out += figures(groups, os.path.join(fig_dir, f'study_B_{model}_{key.replace(".", "_")}'),
                      f'B {model}, {key}')

@@ -57,6 +57,16 @@ def test_verdicts_need_separated_intervals():
   assert records.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
 
 
+def test_hyperparameter_effect_needs_two_runs_and_separated_extremes():
+  effect = study.hyperparameter_effect
+  assert effect('acc', {'1': [0.90, 0.91], '2': [0.95, 0.96], '3': [0.93, 0.92]}) == (
+      'acc: **matters**: highest at 2 (0.955 ± 0.0071 (n=2)), lowest at 1 '
+      '(0.905 ± 0.0071 (n=2)), intervals do not overlap.')
+  assert '**within the noise**' in effect('acc', {'1': [0.90, 0.96], '2': [0.95, 0.96]})
+  assert effect('acc', {'1': [0.9, 0.9], '2': [0.95], '3': []}) == \
+      'acc: no verdict yet (n < 2 at 2, 3).'
+
+
 def test_report_collects_runs_and_answers_the_claims(tmp_path):
   root, runs, out = tmp_path / 'runs', tmp_path / 'copied', tmp_path / 'report'
   out.mkdir()
@@ -68,10 +78,14 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
     _write_run(root / 'C' / 'deform_dss' / f'r{k}', test_acc=0.98 + 0.001 * k, delta_logits=0.1)
     (root / 'C' / 'dss_v1').mkdir(parents=True, exist_ok=True)
     os.symlink(f'../../A/dss_v1/r{k}', root / 'C' / 'dss_v1' / f'r{k}')
+    # B: one axis run (learning rate 0.003 worse than the default, A's run).
+    _write_run(root / 'B' / 'dss_v1' / f'r{k}' / 'learning_rate=0.003', test_acc=0.90 + 0.001 * k,
+               delta_logits=0.1)
+    os.symlink(f'../../../A/dss_v1/r{k}', root / 'B' / 'dss_v1' / f'r{k}' / 'base')
   os.makedirs(root / 'A' / 'sscnn' / 'r0')  # started, never evaluated: not collected
   with open(root / 'A' / 'sscnn' / 'r0' / 'config.json', 'w') as f:
     f.write('{}')
-  assert records.collect(str(root), str(runs)) == 10
+  assert records.collect(str(root), str(runs)) == 12  # links are SAME_AS, not counted
   assert (runs / 'C' / 'dss_v1' / 'r0' / 'SAME_AS').read_text().strip() == 'A/dss_v1/r0'
   assert not (runs / 'A' / 'sscnn').exists()
   assert not any(p.name == 'checkpoints' for p in runs.rglob('*'))
@@ -90,6 +104,9 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
   claim_iv = text.split('### Claim (iv)')[1].split('###')[0]
   assert ('helps at small changes: confirmed; hurts at large ones: refuted (2 of 2 scales '
           'refute, none confirms). **Verdict: refuted.**') in claim_iv
+  lr = text.split('**learning_rate**')[1].split('**model.')[0]
+  assert '| 0.003 | 90.05 ± 0.071 (n=2) |' in lr and '| 0.01 | 97 ± 0 (n=2) |' in lr
+  assert 'test accuracy: no verdict yet (n < 2 at 0.03)' in lr
   # Times: seconds summed over sessions; step time from the logged rate.
   assert '| cnn | 100 | 3 | 1.5 | - | 2 |' in text
 
