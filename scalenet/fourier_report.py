@@ -13,10 +13,11 @@ latter.
   model's smallest exact factor), mean +- std over seeds, on the first
   mnist_5k digits (`equivariance_report.measure`). Cached in fourier.json
   beside the report; --recompute measures again.
-- Trained (with --runs ROOT, runs laid out as <model>/[plain/]r<k> by
-  scripts/reproduce_mnist_scale.sh): test error, accuracy and scale
-  consistency under the resolution action (`evaluate.resolution_results`),
-  and Delta at s = 1/2 under both actions, mean +- std over realizations.
+- Trained (with --runs ROOT, runs laid out as <model>/<setting>/r<k> by
+  scripts/reproduce_mnist_scale.sh, setting plain or multires): test error,
+  accuracy and scale consistency under the resolution action
+  (`evaluate.resolution_results`), and Delta at s = 1/2 under both actions,
+  mean +- std over realizations.
 """
 
 from __future__ import annotations
@@ -75,32 +76,39 @@ def init_table(cache: dict) -> list[str]:
 
 
 def trained_table(root: str) -> list[str]:
-  """One row per model with evaluated runs under root."""
+  """One row per model and training setting (plain: our protocol; multires:
+  Rahman & Yeh's multi-resolution training) with evaluated runs under root."""
   try:
     runs = records.load_runs(root)
   except FileNotFoundError:
     return ['No trained run under the given root yet.', '']
-  lines = ['| model | n | epochs | test error % | resolution acc. % at 14 | consistency '
-           '(mean over sizes) | Delta(1/2) canvas: first conv / logits | Delta(1/2) '
-           'resolution: first conv / logits |', '|---|---|---|---|---|---|---|---|']
+  lines = ['| model | setting | n | epochs | test error % | resolution acc. % at 14 | '
+           'resolution acc. % (mean over sizes) | consistency (mean over sizes) | '
+           'Delta(1/2) canvas: first conv / logits | Delta(1/2) resolution: first conv / '
+           'logits |', '|---|---|---|---|---|---|---|---|---|---|']
   for name in MODELS:
-    rs = [r for r in runs if r['model'] == name and r['setting'] == 'plain']
-    if not rs:
-      lines.append(f'| {name} | 0 | | not trained yet | | | | |')
-      continue
-    res = [r['results'] for r in rs]
-    reso = [x.get('resolution', {}) for x in res]
-    canvas = [x['equivariance']['layerwise'].get(HALF, {}) for x in res]
-    by_res = [x.get('layerwise', {}).get(HALF, {}) for x in reso]
-    err = [100 * x['test_error'] for x in res]
-    acc14 = [100 * x['accuracy']['14'] for x in reso if '14' in x.get('accuracy', {})]
-    cons = [x['mean_consistency'] for x in reso if 'mean_consistency' in x]
-    lines.append(
-        f"| {name} | {len(rs)} | {rs[0]['epochs'] or '-'} | {_cell(err)} | {_cell(acc14)} | "
-        f'{_cell(cons)} | {_cell([c.get("block0.conv") for c in canvas])} / '
-        f'{_cell([c.get("logits") for c in canvas])} | '
-        f'{_cell([c.get("block0.conv") for c in by_res])} / '
-        f'{_cell([c.get("logits") for c in by_res])} |')
+    settings = [st for st in records.SETTINGS if st != 'plus'
+                and any(r['model'] == name and r['setting'] == st for r in runs)]
+    if not settings:
+      lines.append(f'| {name} | | 0 | | not trained yet | | | | | |')
+    for setting in settings:
+      rs = [r for r in runs if r['model'] == name and r['setting'] == setting]
+      res = [r['results'] for r in rs]
+      reso = [x.get('resolution', {}) for x in res]
+      canvas = [x['equivariance']['layerwise'].get(HALF, {}) for x in res]
+      by_res = [x.get('layerwise', {}).get(HALF, {}) for x in reso]
+      err = [100 * x['test_error'] for x in res]
+      acc14 = [100 * x['accuracy']['14'] for x in reso if '14' in x.get('accuracy', {})]
+      acc_all = [100 * float(np.mean(list(x['accuracy'].values())))
+                 for x in reso if x.get('accuracy')]
+      cons = [x['mean_consistency'] for x in reso if 'mean_consistency' in x]
+      lines.append(
+          f"| {name} | {setting} | {len(rs)} | {rs[0]['epochs'] or '-'} | {_cell(err)} | "
+          f'{_cell(acc14)} | {_cell(acc_all)} | {_cell(cons)} | '
+          f'{_cell([c.get("block0.conv") for c in canvas])} / '
+          f'{_cell([c.get("logits") for c in canvas])} | '
+          f'{_cell([c.get("block0.conv") for c in by_res])} / '
+          f'{_cell([c.get("logits") for c in by_res])} |')
   return lines + ['']
 
 

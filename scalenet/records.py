@@ -24,7 +24,10 @@ def factor_key(factor: float) -> str:
   return f'{float(factor):.4f}'
 
 
-SETTINGS = ('plain', 'plus')  # Directory names of the reproduction script's settings.
+# Directory names of the reproduction script's settings: the published table's
+# plain and '+' (TABLE_SETTINGS), and Rahman & Yeh's multi-resolution training.
+TABLE_SETTINGS = ('plain', 'plus')
+SETTINGS = TABLE_SETTINGS + ('multires',)
 FILES = ('eval/results.json', 'config.json', 'metrics.jsonl', 'train_seconds', 'eval_seconds')
 
 
@@ -42,7 +45,8 @@ def load_runs(root: str) -> list[dict]:
   """Every evaluated run under `root`, as the reproduction script lays them out.
 
   Layout: <root>/<model>/<setting>/r<k>/eval/results.json, with setting in
-  SETTINGS ('plus': trained with the '+' random rescaling); the older
+  SETTINGS ('plus': trained with the '+' random rescaling; 'multires': with
+  configs/sesn_table.py's multi-resolution training); the older
   <root>/<model>/r<k>/ counts as 'plain'. Files `train_seconds` and
   `eval_seconds` in the run directory (one line per session) give the
   times; its `config.json`, where kept, the number of epochs.

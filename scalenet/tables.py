@@ -46,7 +46,7 @@ from scalenet.records import factor_key  # The one factor-key scheme.
 DELTA_FACTORS = (0.5, 2.0)
 DELTA_LAYERS = ('block0.conv', 'logits')
 SIZES = (28, 56)
-SETTINGS = records.SETTINGS
+SETTINGS = records.TABLE_SETTINGS  # The published table's columns; other settings are not in it.
 MISSING = '-'
 
 

@@ -15,7 +15,9 @@
 # Environment (space-separated lists select subsets):
 #   MODELS        default: every mnist_* key of scalenet.models.MODELS
 #   REALIZATIONS  default: "0 1 2 3 4 5" (data split, scale factors and seed)
-#   SETTINGS      default: "plain plus"; plus = training images rescaled by
+#   SETTINGS      default: "plain plus"; multires = CONFIG:<model>,multires
+#                 (Rahman & Yeh's multi-resolution training; fourier_se_mnist);
+#                 plus = training images rescaled by
 #                 U(0.5, 2.0), bicubic (--config.augment_scale="(0.5, 2.0)")
 #   CONFIG        default: configs/sesn_table.py (called as CONFIG:<model>)
 #   ROOT          default: workdirs/mnist_scale; runs in ROOT/<model>/<setting>/r<k>
@@ -44,8 +46,8 @@ if [[ -z "$MODELS" ]]; then
   echo "no mnist_* model in scalenet.models.MODELS; set MODELS." >&2; exit 2
 fi
 for s in $SETTINGS; do
-  if [[ "$s" != plain && "$s" != plus ]]; then
-    echo "SETTINGS may hold plain and plus; got '$s'." >&2; exit 2
+  if [[ "$s" != plain && "$s" != plus && "$s" != multires ]]; then
+    echo "SETTINGS may hold plain, plus and multires; got '$s'." >&2; exit 2
   fi
 done
 for r in $REALIZATIONS; do
@@ -63,11 +65,12 @@ fi
 
 for r in $REALIZATIONS; do
   for setting in $SETTINGS; do
-    extra=()
+    extra=() option=
     if [[ "$setting" == plus ]]; then extra=("--config.augment_scale=(0.5, 2.0)"); fi
+    if [[ "$setting" == multires ]]; then option=,multires; fi
     for m in $MODELS; do
       DRY_RUN=$DRY_RUN PYTHON=$PYTHON LABEL="$m $setting r$r" bash scripts/_run_one.sh "$ROOT/$m/$setting/r$r" \
-          "$CONFIG:$m" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@"
+          "$CONFIG:$m$option" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@"
     done
   done
 done

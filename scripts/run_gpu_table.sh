@@ -10,7 +10,8 @@
 # Environment (space-separated lists):
 #   MODELS        default: every mnist_* key of scalenet.models.MODELS
 #   REALIZATIONS  default: "0 1 2 3 4 5"
-#   SETTINGS      default: "plain plus"; plus = --config.augment_scale="(0.5, 2.0)"
+#   SETTINGS      default: "plain plus"; plus = --config.augment_scale="(0.5, 2.0)";
+#                 multires = CONFIG:<model>,multires (fourier_se_mnist)
 #   PLUS_MODELS   default: MODELS; the models run in the plus setting
 #   CONFIG        default: configs/sesn_table.py (called as CONFIG:<model>)
 #   ROOT          default: workdirs/mnist_scale; runs in ROOT/<model>/<setting>/r<k>
@@ -53,7 +54,8 @@ if [[ -z "${MODELS:-}" ]]; then
 print(" ".join(m for m in MODELS if m.startswith("mnist_")))')
 fi
 for s in $SETTINGS; do
-  [[ "$s" == plain || "$s" == plus ]] || { echo "SETTINGS may hold plain and plus; got '$s'." >&2; exit 2; }
+  [[ "$s" == plain || "$s" == plus || "$s" == multires ]] || {
+    echo "SETTINGS may hold plain, plus and multires; got '$s'." >&2; exit 2; }
 done
 PLUS_MODELS=${PLUS_MODELS:-$MODELS}
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
@@ -61,9 +63,10 @@ export PYTHON CONFIG ROOT DEADLINE DRY_RUN
 
 one_run() {  # one_run MODEL SETTING REALIZATION [overrides...]: scripts/_run_one.sh, logged.
   local m=$1 setting=$2 r=$3; shift 3
-  local dir="$ROOT/$m/$setting/r$r" extra=()
+  local dir="$ROOT/$m/$setting/r$r" extra=() option=
   [[ "$setting" == plus ]] && extra=("--config.augment_scale=(0.5, 2.0)")
-  local args=("$dir" "$CONFIG:$m" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@")
+  [[ "$setting" == multires ]] && option=,multires
+  local args=("$dir" "$CONFIG:$m$option" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@")
   if [[ "$DRY_RUN" == 1 ]]; then bash scripts/_run_one.sh "${args[@]}"; return; fi
   if [[ -f "$dir/eval/results.json" ]]; then echo "== $m $setting r$r: done, skipped"; return; fi
   if [[ -n "$DEADLINE" && $(date +%s) -ge $DEADLINE ]]; then

@@ -247,13 +247,20 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
       'equivariance': {'layerwise': {'0.5000': {'block0.conv': 0.4, 'logits': 0.9}}},
       'resolution': {'accuracy': {'14': 0.9}, 'mean_consistency': 0.8,
                      'layerwise': {'0.5000': {'block0.conv': 2e-14, 'logits': 0.1}}}}))
+  run = tmp_path / 'fourier_se_mnist' / 'multires' / 'r0' / 'eval'
+  run.mkdir(parents=True)
+  (run / 'results.json').write_text(json.dumps({
+      'model_name': 'fourier_se_mnist', 'test_error': 0.07,
+      'equivariance': {'layerwise': {}},
+      'resolution': {'accuracy': {'8': 0.5, '14': 0.8, '28': 0.95}, 'mean_consistency': 0.9}}))
   text = fourier_report.render(cache, {'seeds': 2, 'num_images': 8, 'canvas': 'c'},
                                str(tmp_path), None)
   assert '| fourier_se_mnist | canvas | 0.45 ± 0.071 (block0.conv) | 2.1 ± 0.14 (block1) |' in text
   assert '| fourier_se_mnist | resolution | 2e-14 ± 1.4e-14 (block0.conv) |' in text
   assert '| mnist_cnn_28 | resolution | takes one input size only |' in text
-  assert '| fourier_se_mnist | 1 | - | 5 | 90 | 0.8 | 0.4 / 0.9 | 2e-14 / 0.1 |' in text
-  assert '| mnist_cnn_28 | 0 | | not trained yet |' in text
+  assert '| fourier_se_mnist | plain | 1 | - | 5 | 90 | 90 | 0.8 | 0.4 / 0.9 | 2e-14 / 0.1 |' in text
+  assert '| fourier_se_mnist | multires | 1 | - | 7 | 80 | 75 | 0.9 | - / - | - / - |' in text
+  assert '| mnist_cnn_28 | | 0 | | not trained yet |' in text
 
 
 def _softmax_ce(logits, labels):
