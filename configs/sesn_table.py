@@ -20,8 +20,12 @@ The argument after ':' is the model name, then options separated by commas:
     n x n, n drawn per step from 8..28, their loss over the prediction stack
     (`train.stack_loss`), and the test at every resolution 8..28. What stays
     ours: the data (scale-MNIST digits on the 28 x 28 canvas; theirs are
-    plain MNIST digits), Adam without their weight decay and spectral
-    regulariser, no circular-shift augmentation, validation at 28 x 28;
+    plain MNIST digits; and they give each training image one fixed
+    resolution, in equal groups, one resolution per batch, where we draw
+    the batch's resolution per step), Adam without their weight decay and
+    spectral regulariser, no circular-shift augmentation, validation at
+    28 x 28. Each grid size compiles its own training step (21 programs in
+    the first steps). Only for models with stack_logits (MULTIRES_MODELS);
   * 'tiny': `config_lib.tiny` and reduced widths (TINY_MODEL), for tests,
     e.g. mnist_cnn_28,tiny.
 Offline the data is the 5,000-digit mnist_5k pool; for the full protocol add
@@ -34,6 +38,7 @@ from scalenet import models
 
 OPTIONS = ('plus', 'multires', 'tiny')
 MULTIRES = tuple(range(8, 29))  # Rahman & Yeh's train_mnist.py: train and test scales.
+MULTIRES_MODELS = ('fourier_se_mnist',)  # Models with stack_logits: 'multires' trains them.
 
 # Reduced widths of each family for ':tiny' (longest matching name prefix
 # wins; families not listed take DEFAULT_TINY_MODEL).
@@ -59,6 +64,9 @@ def parse(arg) -> tuple[str, set[str]]:
   unknown = sorted(set(options) - set(OPTIONS))
   if unknown:
     raise ValueError(f'unknown option(s) {unknown} in {arg!r}; choose from {OPTIONS}.')
+  if 'multires' in options and name not in MULTIRES_MODELS:
+    raise ValueError(f"option 'multires' trains a prediction stack; {name} has none "
+                     f'(models: {MULTIRES_MODELS}).')
   return name, set(options)
 
 

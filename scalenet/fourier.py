@@ -21,8 +21,9 @@ scale-equivariant layer F commutes with every D_n: F(D_n x) = D_n F(x).
 - `band_limited_stack` is the readout: the features low-passed at each
   resolution of a ladder, on one common grid, then max-pooled.
 
-Every operator is a pair of real matrices (one per axis) built once in float64
-numpy: one matmul per axis, no FFT, differentiable, jittable.
+The resamplings and the nonlinearity's Fourier analysis and synthesis are
+real matrices (one per axis) built once in float64 numpy: a matmul per axis;
+the spectral conv is an FFT (rfft2). All differentiable and jittable.
 
 References:
   Rahman & Yeh, "Truly Scale-Equivariant Deep Nets with Fourier Layers",
@@ -172,10 +173,12 @@ def _real_basis(n: int, band: int) -> tuple[np.ndarray, np.ndarray]:
   """The real Fourier basis of |f| <= band on n points, K = 2 band + 1 terms
   ordered 1, cos 1, sin 1, cos 2, sin 2, ... (so band b is the first 2b + 1).
 
-  Returns (analysis [K, n], synthesis [n, K]): synthesis @ analysis is
-  `band_matrix(n, n, band)`, and the analysis of n points followed by the
-  synthesis on m points is `band_matrix(m, n, band)`.
+  Returns (analysis [K, n], synthesis [n, K]): the analysis of n points
+  followed by the synthesis on m points is `band_matrix(m, n, band)` for
+  band <= max_frequency(min(m, n)) (so that no frequency aliases).
   """
+  if band > max_frequency(n):
+    raise ValueError(f'band {band} aliases on {n} points (at most {max_frequency(n)}).')
   t = np.arange(n)
   rows, cols = [np.full(n, 1.0 / n)], [np.ones(n)]
   for f in range(1, band + 1):

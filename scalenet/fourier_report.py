@@ -82,8 +82,12 @@ def trained_table(root: str) -> list[str]:
     runs = records.load_runs(root)
   except FileNotFoundError:
     return ['No trained run under the given root yet.', '']
+  # The mean accuracy over grid sizes is over the sizes every run was tested at.
+  tested = [set(r['results'].get('resolution', {}).get('accuracy', {})) for r in runs]
+  common = sorted(set.intersection(*tested) if tested else set(), key=int)
   lines = ['| model | setting | n | epochs | test error % | resolution acc. % at 14 | '
-           'resolution acc. % (mean over sizes) | consistency (mean over sizes) | '
+           f"resolution acc. % (mean over sizes {', '.join(common) or '-'}) | "
+           'consistency (mean over sizes) | '
            'Delta(1/2) canvas: first conv / logits | Delta(1/2) resolution: first conv / '
            'logits |', '|---|---|---|---|---|---|---|---|---|---|']
   for name in MODELS:
@@ -99,8 +103,8 @@ def trained_table(root: str) -> list[str]:
       by_res = [x.get('layerwise', {}).get(HALF, {}) for x in reso]
       err = [100 * x['test_error'] for x in res]
       acc14 = [100 * x['accuracy']['14'] for x in reso if '14' in x.get('accuracy', {})]
-      acc_all = [100 * float(np.mean(list(x['accuracy'].values())))
-                 for x in reso if x.get('accuracy')]
+      acc_all = [100 * float(np.mean([x['accuracy'][n] for n in common]))
+                 for x in reso if common]
       cons = [x['mean_consistency'] for x in reso if 'mean_consistency' in x]
       lines.append(
           f"| {name} | {setting} | {len(rs)} | {rs[0]['epochs'] or '-'} | {_cell(err)} | "

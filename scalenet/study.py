@@ -223,6 +223,10 @@ def hyperparameter_effect(what: str, by_value: dict) -> str:
   a value has n < 2 (one realization has no spread).
   """
   summary = {v: stats(xs) for v, xs in by_value.items()}
+  if len(summary) < 2:
+    return f'{what}: one value only, nothing to compare.'
+  if not any(n for _, _, n in summary.values()):
+    return f'{what}: not measured.'
   short = [v for v, (_, _, n) in summary.items() if n < 2]
   if short:
     return f"{what}: no verdict yet (n < 2 at {', '.join(short)})."

@@ -135,10 +135,12 @@ def check_training_inputs(config, eval_def, model_state, image_shape) -> None:
   if config.loss == 'stack' and not hasattr(model, 'stack_logits'):
     raise ValueError(f"config.loss='stack' needs a model with stack_logits (a prediction "
                      f'per resolution, e.g. fourier_se_mnist); {config.model_name} has none.')
+  # The function the step trains: the stack for loss='stack', else the logits.
+  fn = ((lambda m, v: m.stack_logits(v)) if config.loss == 'stack' else (lambda m, v: m(v)))
   for n in sorted(set(config.train_resolutions)):
     x = jax.ShapeDtypeStruct((1, n, n, image_shape[-1]), jnp.float32)
     try:
-      jax.eval_shape(lambda s, v: nnx.merge(eval_def, s)(v), model_state, x)
+      jax.eval_shape(lambda s, v: fn(nnx.merge(eval_def, s), v), model_state, x)
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f'config.train_resolutions: {config.model_name} does not take '
                        f'{n} x {n} inputs ({type(e).__name__}: {str(e)[:300]}).') from e

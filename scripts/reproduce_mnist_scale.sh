@@ -16,7 +16,8 @@
 #   MODELS        default: every mnist_* key of scalenet.models.MODELS
 #   REALIZATIONS  default: "0 1 2 3 4 5" (data split, scale factors and seed)
 #   SETTINGS      default: "plain plus"; multires = CONFIG:<model>,multires
-#                 (Rahman & Yeh's multi-resolution training; fourier_se_mnist);
+#                 (Rahman & Yeh's multi-resolution training) for the models of
+#                 MULTIRES_MODELS (default: those of MODELS that take it);
 #                 plus = training images rescaled by
 #                 U(0.5, 2.0), bicubic (--config.augment_scale="(0.5, 2.0)")
 #   CONFIG        default: configs/sesn_table.py (called as CONFIG:<model>)
@@ -50,6 +51,11 @@ for s in $SETTINGS; do
     echo "SETTINGS may hold plain, plus and multires; got '$s'." >&2; exit 2
   fi
 done
+# 'multires' trains a prediction stack: only models that have one.
+MULTIRES_MODELS=${MULTIRES_MODELS:-$("$PYTHON" -c 'import sys
+sys.path.insert(0, ".")
+from configs import sesn_table
+print(" ".join(m for m in sys.argv[1:] if m in sesn_table.MULTIRES_MODELS))' $MODELS)}
 for r in $REALIZATIONS; do
   if ! [[ "$r" =~ ^[0-5]$ ]]; then
     echo "REALIZATIONS must be in 0..5; got '$r'." >&2; exit 2
@@ -65,10 +71,10 @@ fi
 
 for r in $REALIZATIONS; do
   for setting in $SETTINGS; do
-    extra=() option=
+    extra=() option= models=$MODELS
     if [[ "$setting" == plus ]]; then extra=("--config.augment_scale=(0.5, 2.0)"); fi
-    if [[ "$setting" == multires ]]; then option=,multires; fi
-    for m in $MODELS; do
+    if [[ "$setting" == multires ]]; then option=,multires models=$MULTIRES_MODELS; fi
+    for m in $models; do
       DRY_RUN=$DRY_RUN PYTHON=$PYTHON LABEL="$m $setting r$r" bash scripts/_run_one.sh "$ROOT/$m/$setting/r$r" \
           "$CONFIG:$m$option" --config.realization="$r" --config.seed="$r" "${extra[@]}" "$@"
     done

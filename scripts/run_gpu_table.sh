@@ -13,6 +13,8 @@
 #   SETTINGS      default: "plain plus"; plus = --config.augment_scale="(0.5, 2.0)";
 #                 multires = CONFIG:<model>,multires (fourier_se_mnist)
 #   PLUS_MODELS   default: MODELS; the models run in the plus setting
+#   MULTIRES_MODELS default: the models of MODELS with a prediction stack
+#                 (configs/sesn_table.py MULTIRES_MODELS), run in the multires setting
 #   CONFIG        default: configs/sesn_table.py (called as CONFIG:<model>)
 #   ROOT          default: workdirs/mnist_scale; runs in ROOT/<model>/<setting>/r<k>
 #   PARALLEL      default: 8 jobs at a time (one GPU: jobs share it; each job
@@ -58,6 +60,11 @@ for s in $SETTINGS; do
     echo "SETTINGS may hold plain, plus and multires; got '$s'." >&2; exit 2; }
 done
 PLUS_MODELS=${PLUS_MODELS:-$MODELS}
+# 'multires' trains a prediction stack: only models that have one.
+MULTIRES_MODELS=${MULTIRES_MODELS:-$("$PYTHON" -c 'import sys
+sys.path.insert(0, ".")
+from configs import sesn_table
+print(" ".join(m for m in sys.argv[1:] if m in sesn_table.MULTIRES_MODELS))' $MODELS)}
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
 export PYTHON CONFIG ROOT DEADLINE DRY_RUN
 
@@ -94,6 +101,7 @@ jobs_file=$(mktemp)
 for r in $REALIZATIONS; do
   for s in $SETTINGS; do
     models=$MODELS; [[ "$s" == plus ]] && models=$PLUS_MODELS
+    [[ "$s" == multires ]] && models=$MULTIRES_MODELS
     for m in $models; do
       printf '%q ' "$m" "$s" "$r" "$@" >> "$jobs_file"; echo >> "$jobs_file"
     done

@@ -132,6 +132,11 @@ for e in $EXPERIMENTS; do
     # stopped study leaves whole axes with n realizations, not n=1 everywhere.
     axes=${SWEEP_AXES:-$(PYTHONPATH=. "$PYTHON" -c 'from configs import sweep_dss_mnist as s
 print(" ".join(k for k, _ in s.get_config().sweep))')}
+    # A misspelt axis fails now, not after hours of the others.
+    PYTHONPATH=. "$PYTHON" -c 'import sys
+from configs import sweep_dss_mnist as s
+for axis in sys.argv[1:]:
+  s.get_config("only=" + axis)' $axes || exit 2
     for spec in "dss_v1:$SWEEP_REALIZATIONS" "deform_dss:$DEFORM_SWEEP_REALIZATIONS"; do
       m=${spec%%:*}
       for axis in $axes; do

@@ -65,6 +65,8 @@ def test_hyperparameter_effect_needs_two_runs_and_separated_extremes():
   assert '**within the noise**' in effect('acc', {'1': [0.90, 0.96], '2': [0.95, 0.96]})
   assert effect('acc', {'1': [0.9, 0.9], '2': [0.95], '3': []}) == \
       'acc: no verdict yet (n < 2 at 2, 3).'
+  assert effect('acc', {'1': [0.9, 0.9]}) == 'acc: one value only, nothing to compare.'
+  assert effect('acc', {'1': [], '2': []}) == 'acc: not measured.'
 
 
 def test_report_collects_runs_and_answers_the_claims(tmp_path):
@@ -143,6 +145,8 @@ def test_run_script_plans_every_experiment_once(tmp_path):
 
 
 def test_run_script_refuses_bad_settings(tmp_path):
+  bad_axis = _dry_run(tmp_path, EXPERIMENTS='B', SWEEP_AXES='learning_rate model.bse')
+  assert bad_axis.returncode == 2 and "only=['model.bse']" in bad_axis.stderr
   assert _dry_run(tmp_path, DATA_SOURCE=str(tmp_path / 'nope')).returncode == 2
   assert _dry_run(tmp_path, EXPERIMENTS='A D').returncode == 2
   assert _dry_run(tmp_path, EPOCHS='0').returncode == 2

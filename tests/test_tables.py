@@ -166,9 +166,10 @@ def test_reproduction_script_subsets_and_bad_values(tmp_path):
   proc = _dry_run(tmp_path, MODELS='mnist_cnn_56', REALIZATIONS='3', SETTINGS='plus')
   runs = [l for l in proc.stdout.splitlines() if ' train.py ' in l]
   assert len(runs) == 1 and 'mnist_cnn_56/plus/r3' in runs[0]
-  proc = _dry_run(tmp_path, MODELS='fourier_se_mnist', REALIZATIONS='0', SETTINGS='multires')
+  proc = _dry_run(tmp_path, MODELS='mnist_cnn_28 fourier_se_mnist', REALIZATIONS='0',
+                  SETTINGS='multires')
   runs = [l for l in proc.stdout.splitlines() if ' train.py ' in l]
-  assert len(runs) == 1 and 'fourier_se_mnist/multires/r0' in runs[0]
+  assert len(runs) == 1 and 'fourier_se_mnist/multires/r0' in runs[0]  # cnn has no stack
   assert 'sesn_table.py:fourier_se_mnist\\,multires' in runs[0], runs[0]
   assert _dry_run(tmp_path, MODELS='m', SETTINGS='plain augmented').returncode == 2
   assert _dry_run(tmp_path, MODELS='m', REALIZATIONS='6').returncode == 2
