@@ -215,12 +215,12 @@ def render(runs: str, out: str) -> str:
   return text
 
 
-def hyperparameter_effect(what: str, by_value: dict) -> str:
+def hyperparameter_effect(what: str, by_value: dict, pct: bool = False) -> str:
   """One line: does `what` ({value: [measurements]}) depend on the value?
 
   'matters' when the intervals (mean +- std) of the highest and the lowest
   value do not overlap, 'within the noise' when they do; no verdict while
-  a value has n < 2 (one realization has no spread).
+  a value has n < 2 (one realization has no spread). pct: shown in %.
   """
   summary = {v: stats(xs) for v, xs in by_value.items()}
   if len(summary) < 2:
@@ -234,8 +234,9 @@ def hyperparameter_effect(what: str, by_value: dict) -> str:
   lo = min(summary, key=lambda v: summary[v][0])
   _, overlap = compare(by_value[hi], by_value[lo])
   word = 'matters' if overlap == 'intervals do not overlap' else 'within the noise'
-  return (f'{what}: **{word}**: highest at {hi} ({fmt(by_value[hi], 3)}), lowest at {lo} '
-          f'({fmt(by_value[lo], 3)}), {overlap}.')
+  digits = 4 if pct else 3
+  return (f'{what}: **{word}**: highest at {hi} ({fmt(by_value[hi], digits, pct)}), lowest at '
+          f'{lo} ({fmt(by_value[lo], digits, pct)}), {overlap}.')
 
 
 def _first_conv_delta(runs) -> str:
@@ -270,13 +271,16 @@ def sweep_section(runs: str, fig_dir: str) -> list[str]:
                fmt(delta(rs, HALF, 'logits'), 3)] for v, rs in by_value.items()]
       out += [f'**{key}**', ''] + _table(['value', 'test acc %', 'Delta(1/2) block0.conv',
                                          'Delta(1/2) logits'], rows)
-      out += ['- ' + hyperparameter_effect(
-                  'test accuracy', {v: [x for x in acc(rs) if x is not None]
-                                    for v, rs in by_value.items()}),
-              '- ' + hyperparameter_effect(
-                  'Delta(1/2) of the logits', {v: [x for x in delta(rs, HALF, 'logits')
-                                                   if x is not None]
-                                               for v, rs in by_value.items()}), '']
+      measured = lambda fn: {v: [x for x in fn(rs) if x is not None]
+                             for v, rs in by_value.items()}
+      first = measured(lambda rs: delta(rs, HALF, 'block0.conv'))
+      other = [v for v, rs in by_value.items() if rs and not first[v]]
+      out += ['- ' + hyperparameter_effect('test accuracy (%)', measured(acc), pct=True),
+              '- ' + (hyperparameter_effect('Delta(1/2) at the first conv', first) if not other
+                      else f"Delta(1/2) at the first conv: not compared (1/2 does not act "
+                           f"exactly on it at {', '.join(other)})."),
+              '- ' + hyperparameter_effect('Delta(1/2) of the logits',
+                                           measured(lambda rs: delta(rs, HALF, 'logits'))), '']
       groups = {f'{key}={v}': rs for v, rs in by_value.items() if rs}
       out += figures(groups, os.path.join(fig_dir, f'study_B_{model}_{key.replace(".", "_")}'),
                      f'B {model}, {key}')

@@ -59,9 +59,9 @@ def test_verdicts_need_separated_intervals():
 
 def test_hyperparameter_effect_needs_two_runs_and_separated_extremes():
   effect = study.hyperparameter_effect
-  assert effect('acc', {'1': [0.90, 0.91], '2': [0.95, 0.96], '3': [0.93, 0.92]}) == (
-      'acc: **matters**: highest at 2 (0.955 ± 0.0071 (n=2)), lowest at 1 '
-      '(0.905 ± 0.0071 (n=2)), intervals do not overlap.')
+  assert effect('acc', {'1': [0.90, 0.91], '2': [0.95, 0.96], '3': [0.93, 0.92]}, pct=True) == (
+      'acc: **matters**: highest at 2 (95.5 ± 0.71 (n=2)), lowest at 1 '
+      '(90.5 ± 0.71 (n=2)), intervals do not overlap.')
   assert '**within the noise**' in effect('acc', {'1': [0.90, 0.96], '2': [0.95, 0.96]})
   assert effect('acc', {'1': [0.9, 0.9], '2': [0.95], '3': []}) == \
       'acc: no verdict yet (n < 2 at 2, 3).'
@@ -108,7 +108,7 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
           'refute, none confirms). **Verdict: refuted.**') in claim_iv
   lr = text.split('**learning_rate**')[1].split('**model.')[0]
   assert '| 0.003 | 90.05 ± 0.071 (n=2) |' in lr and '| 0.01 | 97 ± 0 (n=2) |' in lr
-  assert 'test accuracy: no verdict yet (n < 2 at 0.03)' in lr
+  assert 'test accuracy (%): no verdict yet (n < 2 at 0.03)' in lr
   # Times: seconds summed over sessions; step time from the logged rate.
   assert '| cnn | 100 | 3 | 1.5 | - | 2 |' in text
 
