@@ -213,6 +213,28 @@ def layerwise_terms(model: nnx.Module, x, factor, *, rescale_fn=transforms.DEFAU
                           fn=fn, preprocess=preprocess, skip_off_grid=skip_off_grid)[0]
 
 
+@jax.jit(static_argnums=(2, 3, 4))
+def _compared(lhs: dict, y: dict, factor, rescale_fn, actions: tuple) -> dict:
+  """{name: _squared_norms(L'_s pair)} for each (name, action) of `actions`:
+  every representation's output transform and norms in one compiled program."""
+  return {name: _squared_norms(*reps.output_transform(a, rescale_fn)(lhs[name], y[name], factor))
+          for name, a in actions}
+
+
+def _shifted_past(actions: dict, lhs: dict, y: dict, factor, rescale_fn) -> dict:
+  """{name: reason} of the representations whose levels `factor` shifts past
+  every level (a FactorError of the output transform: a matter of shapes,
+  found by tracing, nothing computed)."""
+  reasons = {}
+  for name, a in actions.items():
+    try:
+      jax.eval_shape(lambda v, w, a=a: reps.output_transform(a, rescale_fn)(v, w, factor),
+                     lhs[name], y[name])
+    except reps.FactorError as e:
+      reasons[name] = str(e)
+  return reasons
+
+
 def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preprocess,
                      skip_off_grid) -> list[tuple[dict, dict]]:
   """`layerwise_terms` of every factor, chunk by chunk: each chunk's fn(x) is
@@ -238,19 +260,16 @@ def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preproces
       raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '
                        f'scale_actions declares {sorted(actions)}.')
     for k, factor in enumerate(factors):
-      lhs, chunk = fn(rescale_fn(xb, factor)), {}
-      for name, a in actions.items():
-        if name in off_grid[k]:
-          continue
-        try:
-          pair = reps.output_transform(a, rescale_fn)(lhs[name], y[name], factor)
-        except reps.FactorError as e:  # shifts past every level of this representation
-          if not skip_off_grid:
-            raise
-          off_grid[k][name] = str(e)
-          continue
-        chunk[name] = _squared_norms(*pair)
-      chunks[k].append(chunk)
+      lhs = fn(rescale_fn(xb, factor))
+      if not i:  # shifts past every level of a representation: the same for every chunk
+        past = _shifted_past({n: a for n, a in actions.items() if n not in off_grid[k]},
+                             lhs, y, factor, rescale_fn)
+        if past and not skip_off_grid:
+          raise reps.FactorError(next(iter(past.values())))
+        off_grid[k].update(past)
+      kept = tuple((n, a) for n, a in actions.items() if n not in off_grid[k])
+      chunks[k].append(_compared({n: lhs[n] for n, _ in kept}, {n: y[n] for n, _ in kept},
+                                 factor, rescale_fn, kept))
   out = []
   for k in range(len(factors)):
     terms = {name: tuple(np.concatenate([np.asarray(c[name][j]) for c in chunks[k]])
