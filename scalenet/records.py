@@ -196,11 +196,14 @@ def fmt(values, digits: int = 4, pct: bool = False) -> str:
 
 
 def compare(a, b) -> tuple[str, str]:
-  """('a > b' | 'a < b', 'overlap' | 'no overlap') of mean +- std intervals."""
+  """('higher' | 'lower', whether the mean +- std intervals overlap); with
+  one realization on a side there is no interval to compare."""
   (ma, sa, na), (mb, sb, nb) = stats(a), stats(b)
   if not na or not nb:
     return 'not measured', '-'
   order = 'higher' if ma > mb else 'lower'
+  if min(na, nb) < 2:
+    return order, 'n < 2, no interval'
   overlap = (ma - sa <= mb + sb) and (mb - sb <= ma + sa)
   return order, 'intervals overlap' if overlap else 'intervals do not overlap'
 

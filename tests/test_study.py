@@ -54,6 +54,7 @@ def test_verdicts_need_separated_intervals():
   assert records.verdict(True, [0.9, 0.7], [0.8, 0.81]) == 'inconclusive'
   assert records.verdict(True, [0.9], [0.8, 0.81]) == 'inconclusive (n < 2)'
   assert records.compare([1.0], []) == ('not measured', '-')
+  assert records.compare([1.0], [0.5, 0.6]) == ('higher', 'n < 2, no interval')
   assert records.stats([1.0, None, float('nan'), 3.0]) == (2.0, pytest.approx(1.41421356), 2)
 
 
