@@ -47,18 +47,6 @@ def max_frequency(n: int) -> int:
   return (int(n) - 1) // 2
 
 
-@functools.lru_cache(maxsize=None)
-def _band_matrix(n_out: int, n_in: int, band: int) -> np.ndarray:
-  """Real [n_out, n_in] matrix: the frequencies |f| <= band of an n_in-point
-  signal (forward-normalised DFT), synthesised on n_out points."""
-  f = np.arange(-band, band + 1)
-  analysis = np.exp(-2j * np.pi * np.outer(f, np.arange(n_in)) / n_in) / n_in
-  synthesis = np.exp(2j * np.pi * np.outer(np.arange(n_out), f) / n_out)
-  out = (synthesis @ analysis).real
-  out.setflags(write=False)
-  return out
-
-
 def band_matrix(n_out: int, n_in: int, band: int | None = None) -> np.ndarray:
   """The 1-D operator of `ideal_resample` from n_in to n_out points, keeping
   |f| <= band as well when given."""
@@ -66,6 +54,15 @@ def band_matrix(n_out: int, n_in: int, band: int | None = None) -> np.ndarray:
   if band is not None:
     keep = min(keep, int(band))
   return _band_matrix(int(n_out), int(n_in), keep)
+
+
+@functools.lru_cache(maxsize=None)
+def _band_matrix(n_out: int, n_in: int, band: int) -> np.ndarray:
+  """Real [n_out, n_in]: the frequencies |f| <= band of an n_in-point signal,
+  synthesised on n_out points (the real basis's analysis, then synthesis)."""
+  out = _real_basis(n_out, band)[1] @ _real_basis(n_in, band)[0]
+  out.setflags(write=False)
+  return out
 
 
 def _size_pair(size) -> tuple[int, int]:
