@@ -2,9 +2,14 @@
 
 Times reading every split, evaluating each split once, the on-the-fly
 enlargements and the layer-wise Delta, on W's best checkpoint, and prints how
-many programs the eval step compiled (one per input shape).
+many programs the eval step compiled (one per input shape). Then the floor:
+the forward passes evaluation cannot do without (every split, the
+enlargements, Delta's fn(x) and fn(L_s x) per factor) at the splits' warm
+rate, beside one training epoch at the run's last logged examples/s.
 """
 
+import json
+import os
 import sys
 import time
 
@@ -38,6 +43,8 @@ def main(_):
     runtime.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
     times[name] = round(time.perf_counter() - t0, 1)
   print('per split (s):', times)
+  warm = [n for n in ds.eval][1:]  # the first split paid the compilation
+  rate = sum(len(ds.eval[n]) for n in warm) / max(sum(times[n] for n in warm), 1e-9)
   t0 = time.perf_counter()
   for f in (1.1, 1.5, 2.0):
     runtime.evaluate_split(eval_def, state, ds.eval['test_s1000'], config.eval_batch_size, mesh,
@@ -46,8 +53,16 @@ def main(_):
   print('eval_step compiled programs:', runtime.eval_step._cache_size())
   images = ds.eval['test_s1000'].images[:config.eval_num_images].astype('float32') / 255
   t0 = time.perf_counter()
-  evaluate.equivariance_results(nnx.merge(eval_def, state), images, config)
+  eq = evaluate.equivariance_results(nnx.merge(eval_def, state), images, config)
   print(f'layer-wise Delta: {time.perf_counter() - t0:.1f} s')
+  passes = (sum(len(s) for s in ds.eval.values()) + 3 * len(ds.eval['test_s1000'])
+            + len(images) * (1 + len(eq['layerwise'])))
+  print(f'floor: {passes} forward passes at the warm {rate:.0f} images/s = {passes / rate:.1f} s')
+  logged = [json.loads(line) for line in open(os.path.join(FLAGS.workdir, 'metrics.jsonl'))]
+  speed = [r['train/examples_per_s'] for r in logged if 'train/examples_per_s' in r]
+  if speed:
+    print(f'one training epoch: {len(ds.train)} images at {speed[-1]:.0f} images/s = '
+          f'{len(ds.train) / speed[-1]:.1f} s')
 
 
 if __name__ == '__main__':

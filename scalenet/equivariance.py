@@ -235,6 +235,13 @@ def _shifted_past(actions: dict, lhs: dict, y: dict, factor, rescale_fn) -> dict
   return reasons
 
 
+def _padded(xb: jax.Array, size: int) -> jax.Array:
+  """xb zero-padded to `size` images: a last, short chunk reuses the full
+  chunks' compiled programs (inference is per image; its padded terms are
+  dropped)."""
+  return jnp.pad(xb, ((0, size - len(xb)),) + ((0, 0),) * (xb.ndim - 1))
+
+
 def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preprocess,
                      skip_off_grid) -> list[tuple[dict, dict]]:
   """`layerwise_terms` of every factor, chunk by chunk: each chunk's fn(x) is
@@ -254,7 +261,7 @@ def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preproces
   batch_size = batch_size or len(x)
   chunks = [[] for _ in factors]
   for i in range(0, len(x), batch_size):
-    xb = x[i:i + batch_size]
+    xb = _padded(x[i:i + batch_size], batch_size if i else len(x[i:i + batch_size]))
     y = fn(xb)
     if set(y) != set(actions):  # (jit returns dicts with sorted keys)
       raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '
@@ -272,7 +279,7 @@ def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preproces
                                  factor, rescale_fn, kept))
   out = []
   for k in range(len(factors)):
-    terms = {name: tuple(np.concatenate([np.asarray(c[name][j]) for c in chunks[k]])
+    terms = {name: tuple(np.concatenate([np.asarray(c[name][j]) for c in chunks[k]])[:len(x)]
                          for j in range(2))
              for name in actions if name not in off_grid[k]}
     out.append((terms, off_grid[k]))

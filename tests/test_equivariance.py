@@ -182,3 +182,17 @@ def test_repeated_layerwise_calls_on_one_model_compile_once():
   equivariance.layerwise_equivariance(model, x, 0.5)
   equivariance.layerwise_equivariance(model, x, 2.0)
   assert equivariance._eval_representations._cache_size() == compiled
+
+
+def test_a_short_last_chunk_is_padded_not_recompiled_and_measures_the_same():
+  from scalenet import equivariance
+  model = _tiny_dss()
+  x = jax.random.uniform(jax.random.key(1), (5, 28, 28, 1))
+  whole, _ = equivariance.layerwise_terms(model, x, 0.5)
+  before = equivariance._eval_representations._cache_size()
+  chunked, _ = equivariance.layerwise_terms(model, x, 0.5, batch_size=2)  # 2 + 2 + 1 (padded)
+  assert equivariance._eval_representations._cache_size() == before + 1  # only [2, ...]
+  for name, (num, den) in whole.items():
+    assert chunked[name][0].shape == (5,)
+    np.testing.assert_allclose(chunked[name][0], num, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(chunked[name][1], den, rtol=2e-4, atol=1e-6)
