@@ -82,12 +82,17 @@ def trained_table(root: str) -> list[str]:
     runs = records.load_runs(root)
   except FileNotFoundError:
     return ['No trained run under the given root yet.', '']
-  # The mean accuracy over grid sizes is over the sizes every run was tested at.
-  tested = [set(r['results'].get('resolution', {}).get('accuracy', {})) for r in runs]
+  # Means over grid sizes are over the sizes every run the table shows was
+  # tested at (runs of models measured at one size only have none, and count
+  # for nothing here).
+  tested = [set(r['results']['resolution']['accuracy']) for r in runs
+            if r['model'] in MODELS and r['setting'] != 'plus'
+            and 'accuracy' in r['results'].get('resolution', {})]
   common = sorted(set.intersection(*tested) if tested else set(), key=int)
+  sizes = ', '.join(common) or '-'
   lines = ['| model | setting | n | epochs | test error % | resolution acc. % at 14 | '
-           f"resolution acc. % (mean over sizes {', '.join(common) or '-'}) | "
-           'consistency (mean over sizes) | '
+           f'resolution acc. % (mean over sizes {sizes}) | '
+           f'consistency (mean over sizes {sizes}) | '
            'Delta(1/2) canvas: first conv / logits | Delta(1/2) resolution: first conv / '
            'logits |', '|---|---|---|---|---|---|---|---|---|---|']
   for name in MODELS:
@@ -104,8 +109,9 @@ def trained_table(root: str) -> list[str]:
       err = [100 * x['test_error'] for x in res]
       acc14 = [100 * x['accuracy']['14'] for x in reso if '14' in x.get('accuracy', {})]
       acc_all = [100 * float(np.mean([x['accuracy'][n] for n in common]))
-                 for x in reso if common]
-      cons = [x['mean_consistency'] for x in reso if 'mean_consistency' in x]
+                 for x in reso if common and 'accuracy' in x]
+      cons = [float(np.mean([x['consistency'][n] for n in common]))
+              for x in reso if common and 'consistency' in x]
       lines.append(
           f"| {name} | {setting} | {len(rs)} | {rs[0]['epochs'] or '-'} | {_cell(err)} | "
           f'{_cell(acc14)} | {_cell(acc_all)} | {_cell(cons)} | '

@@ -250,14 +250,22 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
   (run / 'results.json').write_text(json.dumps({
       'model_name': 'fourier_se_mnist', 'test_error': 0.05,
       'equivariance': {'layerwise': {'0.5000': {'block0.conv': 0.4, 'logits': 0.9}}},
-      'resolution': {'accuracy': {'14': 0.9}, 'mean_consistency': 0.8,
+      'resolution': {'accuracy': {'14': 0.9}, 'consistency': {'14': 0.8},
+                     'mean_consistency': 0.8,
                      'layerwise': {'0.5000': {'block0.conv': 2e-14, 'logits': 0.1}}}}))
   run = tmp_path / 'fourier_se_mnist' / 'multires' / 'r0' / 'eval'
   run.mkdir(parents=True)
   (run / 'results.json').write_text(json.dumps({
       'model_name': 'fourier_se_mnist', 'test_error': 0.07,
       'equivariance': {'layerwise': {}},
-      'resolution': {'accuracy': {'8': 0.6, '14': 0.8, '28': 0.95}, 'mean_consistency': 0.9}}))
+      'resolution': {'accuracy': {'8': 0.6, '14': 0.8, '28': 0.95},
+                     'consistency': {'8': 0.7, '14': 0.85, '28': 1.0}, 'mean_consistency': 0.85}}))
+  # A run of a model measured at one input size only: no sizes, no effect on the means.
+  run = tmp_path / 'mnist_cnn_28' / 'plain' / 'r0' / 'eval'
+  run.mkdir(parents=True)
+  (run / 'results.json').write_text(json.dumps({
+      'model_name': 'mnist_cnn_28', 'test_error': 0.02, 'equivariance': {'layerwise': {}},
+      'resolution': {'sizes': [14], 'not_measured': 'does not take 14 x 14 inputs'}}))
   text = fourier_report.render(cache, {'seeds': 2, 'num_images': 8, 'canvas': 'c'},
                                str(tmp_path), None)
   assert '| fourier_se_mnist | canvas | 0.45 ± 0.071 (block0.conv) | 2.1 ± 0.14 (block1) |' in text
@@ -266,8 +274,10 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
   # The mean over sizes is over those both runs were tested at (14 only here).
   assert 'resolution acc. % (mean over sizes 14) |' in text
   assert '| fourier_se_mnist | plain | 1 | - | 5 | 90 | 90 | 0.8 | 0.4 / 0.9 | 2e-14 / 0.1 |' in text
-  assert '| fourier_se_mnist | multires | 1 | - | 7 | 80 | 80 | 0.9 | - / - | - / - |' in text
-  assert '| mnist_cnn_28 | | 0 | | not trained yet |' in text
+  # Consistency too, over the common sizes (not the run's own 8, 14, 28 mean).
+  assert '| fourier_se_mnist | multires | 1 | - | 7 | 80 | 80 | 0.85 | - / - | - / - |' in text
+  assert '| mnist_cnn_28 | plain | 1 | - | 2 | - | - | - |' in text
+  assert '| mnist_disco | | 0 | | not trained yet |' in text
 
 
 def _softmax_ce(logits, labels):
