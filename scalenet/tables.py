@@ -287,7 +287,7 @@ def runs_table(runs: list[dict]) -> str:
                    'train time / run', 'eval time / run'] + (['from'] if sources else []))
   for (model, setting), group in sorted(groups.items()):
     group.sort(key=lambda r: r['realization'])
-    steps = sorted({str(r['results'].get('step', MISSING)) for r in group})
+    steps = [str(r['results'].get('step', MISSING)) for r in group]  # one per realization
     # One mean training time per root: runs from different machines are not averaged.
     by_source = {}
     for r in group:

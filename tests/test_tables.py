@@ -53,7 +53,8 @@ def test_published_layout_means_stds_and_missing_cells(tmp_path):
   assert lines[3] == '| dss_v1 | 1,234 | 3.50 (n=1) | - | - | - | - | - | - | - |'
   assert lines[4] == '| mnist_cnn | 999 | 5.00 (n=1) | - | - | - | 1 | 2 | 0.1 | 3 |'
   runs = '\n'.join(lines)
-  assert '| mnist_ses_28 | plain | r0,r1 | 60 | 230 | 2.0 min | 0.5 min |' in runs
+  # One evaluated step per realization, in their order (equal steps not merged).
+  assert '| mnist_ses_28 | plain | r0,r1 | 60 | 230,230 | 2.0 min | 0.5 min |' in runs
   assert '| mnist_ses_28 | plus | r0 | - | 230 | - | - |' in runs
 
 
@@ -104,7 +105,7 @@ def test_runs_of_several_roots_form_one_table_and_say_where_they_came_from(tmp_p
   text = capsys.readouterr().out
   assert '| mnist_cnn | 1,234 | 5.00 ± 2.00 (n=3) |' in text
   # Training time per root (each run wrote two sessions).
-  assert (f"| r0,r1,r2 | - | 230 | 0.5 min, 10.0 min | 0.1 min, 2.5 min | "
+  assert (f"| r0,r1,r2 | - | 230,230,230 | 0.5 min, 10.0 min | 0.1 min, 2.5 min | "
           f"{tmp_path / 'gpu'} (r0,r1), "
           f"{tmp_path / 'cpu'} (r2) |") in text
 
