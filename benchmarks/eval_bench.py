@@ -5,10 +5,9 @@ enlargements and the layer-wise Delta, on W's best checkpoint, and prints how
 many programs the eval step compiled (one per input shape). Then the floor:
 the forward passes evaluation cannot do without (every split, the
 enlargements, Delta's fn(x) and fn(L_s x) per factor) at the splits' warm
-rate, beside one training epoch at the run's last logged examples/s.
+rate, beside one training epoch at the run's median logged step time.
 """
 
-import json
 import os
 import sys
 import time
@@ -16,12 +15,13 @@ import time
 from absl import app, flags, logging
 
 sys.path.insert(0, '.')
-from scalenet import evaluate, run_record, runtime  # noqa: E402
+from scalenet import evaluate, records, run_record, runtime  # noqa: E402
 from scalenet.data import pipeline  # noqa: E402
 from flax import nnx  # noqa: E402
 
 flags.DEFINE_string('workdir', None, 'A trained run.', required=True)
 FLAGS = flags.FLAGS
+ENLARGEMENTS = (1.1, 1.5, 2.0)  # accuracy-vs-scale factors no split stores
 
 
 def main(_):
@@ -43,26 +43,26 @@ def main(_):
     runtime.evaluate_split(eval_def, state, split, config.eval_batch_size, mesh)
     times[name] = round(time.perf_counter() - t0, 1)
   print('per split (s):', times)
-  warm = [n for n in ds.eval][1:]  # the first split paid the compilation
+  warm = list(ds.eval)[1:]  # the first split paid the compilation
   rate = sum(len(ds.eval[n]) for n in warm) / max(sum(times[n] for n in warm), 1e-9)
   t0 = time.perf_counter()
-  for f in (1.1, 1.5, 2.0):
+  for f in ENLARGEMENTS:
     runtime.evaluate_split(eval_def, state, ds.eval['test_s1000'], config.eval_batch_size, mesh,
                          factor=f)
-  print(f'on the fly x3 (1.1, 1.5, 2.0): {time.perf_counter() - t0:.1f} s')
+  print(f'on the fly x{len(ENLARGEMENTS)} {ENLARGEMENTS}: {time.perf_counter() - t0:.1f} s')
   print('eval_step compiled programs:', runtime.eval_step._cache_size())
   images = ds.eval['test_s1000'].images[:config.eval_num_images].astype('float32') / 255
   t0 = time.perf_counter()
   eq = evaluate.equivariance_results(nnx.merge(eval_def, state), images, config)
   print(f'layer-wise Delta: {time.perf_counter() - t0:.1f} s')
-  passes = (sum(len(s) for s in ds.eval.values()) + 3 * len(ds.eval['test_s1000'])
+  passes = (sum(len(s) for s in ds.eval.values()) + len(ENLARGEMENTS) * len(ds.eval['test_s1000'])
             + len(images) * (1 + len(eq['layerwise'])))
   print(f'floor: {passes} forward passes at the warm {rate:.0f} images/s = {passes / rate:.1f} s')
-  logged = [json.loads(line) for line in open(os.path.join(FLAGS.workdir, 'metrics.jsonl'))]
-  speed = [r['train/examples_per_s'] for r in logged if 'train/examples_per_s' in r]
-  if speed:
-    print(f'one training epoch: {len(ds.train)} images at {speed[-1]:.0f} images/s = '
-          f'{len(ds.train) / speed[-1]:.1f} s')
+  step = records.step_seconds(os.path.join(FLAGS.workdir, 'metrics.jsonl'), config.batch_size)
+  if step:
+    rate = config.batch_size / step
+    print(f'one training epoch: {len(ds.train)} images at {rate:.0f} images/s = '
+          f'{len(ds.train) / rate:.1f} s')
 
 
 if __name__ == '__main__':

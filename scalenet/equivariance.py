@@ -261,7 +261,9 @@ def _terms_by_factor(model, x, factors, *, rescale_fn, batch_size, fn, preproces
   batch_size = batch_size or len(x)
   chunks = [[] for _ in factors]
   for i in range(0, len(x), batch_size):
-    xb = _padded(x[i:i + batch_size], batch_size if i else len(x[i:i + batch_size]))
+    xb = x[i:i + batch_size]
+    if i:  # a short last chunk takes the full chunks' shape
+      xb = _padded(xb, batch_size)
     y = fn(xb)
     if set(y) != set(actions):  # (jit returns dicts with sorted keys)
       raise ValueError(f'{type(model).__name__}.representations gives {sorted(y)} but '

@@ -82,12 +82,11 @@ def trained_table(root: str) -> list[str]:
     runs = records.load_runs(root)
   except FileNotFoundError:
     return ['No trained run under the given root yet.', '']
-  # Means over grid sizes are over the sizes every run the table shows was
-  # tested at (runs of models measured at one size only have none, and count
-  # for nothing here).
-  tested = [set(r['results']['resolution']['accuracy']) for r in runs
-            if r['model'] in MODELS and r['setting'] != 'plus'
-            and 'accuracy' in r['results'].get('resolution', {})]
+  shown = [r for r in runs if r['model'] in MODELS and r['setting'] != 'plus']
+  # Means over grid sizes are over the sizes every shown run was tested at
+  # (runs of models measured at one size only have none, and count for nothing here).
+  tested = [set(r['results']['resolution']['accuracy']) for r in shown
+            if 'accuracy' in r['results'].get('resolution', {})]
   common = sorted(set.intersection(*tested) if tested else set(), key=int)
   sizes = ', '.join(common) or '-'
   lines = ['| model | setting | n | epochs | test error % | resolution acc. % at 14 | '
@@ -96,12 +95,12 @@ def trained_table(root: str) -> list[str]:
            'Delta(1/2) canvas: first conv / logits | Delta(1/2) resolution: first conv / '
            'logits |', '|---|---|---|---|---|---|---|---|---|---|']
   for name in MODELS:
-    settings = [st for st in records.SETTINGS if st != 'plus'
-                and any(r['model'] == name and r['setting'] == st for r in runs)]
+    settings = [st for st in records.SETTINGS
+                if any(r['model'] == name and r['setting'] == st for r in shown)]
     if not settings:
       lines.append(f'| {name} | | 0 | | not trained yet | | | | | |')
     for setting in settings:
-      rs = [r for r in runs if r['model'] == name and r['setting'] == setting]
+      rs = [r for r in shown if r['model'] == name and r['setting'] == setting]
       res = [r['results'] for r in rs]
       reso = [x.get('resolution', {}) for x in res]
       canvas = [x['equivariance']['layerwise'].get(HALF, {}) for x in res]

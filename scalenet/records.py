@@ -124,7 +124,7 @@ def collect(root: str, out: str) -> int:
 
 # --- Loading them. ---
 
-def _step_seconds(metrics_path: str, batch_size: int):
+def step_seconds(metrics_path: str, batch_size: int):
   """Median seconds per training step, from the logged examples/s (first log left out)."""
   if not os.path.exists(metrics_path):
     return None
@@ -157,7 +157,7 @@ def load_run(runs: str, rel: str):
   return {'results': results, 'config': config, 'dir': rel,
           'train_seconds': read_seconds(os.path.join(path, 'train_seconds')),
           'eval_seconds': read_seconds(os.path.join(path, 'eval_seconds')),
-          'step_seconds': _step_seconds(os.path.join(path, 'metrics.jsonl'),
+          'step_seconds': step_seconds(os.path.join(path, 'metrics.jsonl'),
                                         config.get('batch_size', 128))}
 
 
