@@ -40,7 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.data_dir = 'data/tfds'  # Where prepared data sets live.
   c.realization = 0  # Protocol seed 0..5 (split and scale factors).
   c.image_size = ml_collections.config_dict.placeholder(int)  # None: the data set's smallest.
-  c.generator = 'default'  # default (bilinear, antialiased) | reference (bicubic, stratified).
+  c.generator = 'default'  # default (bilinear, antialiased) | reference[_pil] (bicubic).
   c.input_norm = 'none'  # none | reference ((x - 0.0607) / 0.2161), after any rescale.
   c.rescale = ml_collections.ConfigDict({'method': 'linear', 'antialias': True})  # The run's L_s.
   c.augment_scale = ml_collections.config_dict.placeholder(tuple)  # (lo, hi): '+' is (0.5, 2.0).
@@ -184,7 +184,8 @@ def plus(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   As the reference (ISosnovik/sesn, --extra_scaling 0.5: torchvision
   RandomAffine(0, scale=(0.5, 2.0)) with PIL bicubic resampling, training
   split only). Here L_s is transforms.RescaleSpec('cubic', antialias=False)
-  about the canvas centre, canvas kept, clipped to [0, 1].
+  about the canvas centre, canvas kept, clipped to [0, 1]; PIL's own kernel
+  is augment_rescale.method='pil_bicubic' (generate.py says how they differ).
   """
   config.augment_scale = PLUS_SCALE
   config.augment_rescale = {'method': 'cubic', 'antialias': False}

@@ -5,9 +5,13 @@ and keeps the canvas: shrinking leaves the border outside the rescaled image
 at zero, which for digits on black is their true background; enlarging crops
 what leaves the canvas. It is `jax.image.scale_and_translate` (separable
 kernels, differentiable, jittable with a traced factor): 'linear' or 'cubic'
-(Keys, a = -0.5, as PIL's bicubic), optionally antialiased when shrinking.
+(Keys, a = -0.5, as PIL's `resize`), optionally antialiased when shrinking.
 Its kernel weights are renormalised at the edge of the source, so L_s of a
 constant is that constant wherever L_s is defined, and exactly 0 outside.
+'pil_bicubic' is what PIL's affine transform does with BICUBIC (and so
+torchvision's RandomAffine(resample=3), the reference scale-MNIST
+generator's): cubic convolution with a = -1 (sharper than Keys' -0.5), the
+source's edge pixels repeated, no antialias, 0 outside (`pil_bicubic_matrix`).
 
 `RescaleSpec` names one choice of method and antialias. Data generation,
 on-the-fly accuracy-vs-scale and the equivariance error of a run all use the
@@ -28,7 +32,7 @@ import jax.numpy as jnp
 
 from scalenet import _checks, fourier
 
-METHODS = ('linear', 'cubic', 'lanczos3', 'lanczos5')
+METHODS = ('linear', 'cubic', 'lanczos3', 'lanczos5', 'pil_bicubic')
 
 CANVAS = ('rescaled about the canvas centre, canvas size kept: shrinking fills the '
           'border outside the rescaled image with 0 (the background of digits on '
@@ -40,10 +44,12 @@ class RescaleSpec:
   """One choice of the rescale operator L_s.
 
   Attributes:
-    method: 'linear' (bilinear), 'cubic' (bicubic), 'lanczos3' or 'lanczos5'.
+    method: 'linear' (bilinear), 'cubic' (bicubic, Keys a = -0.5),
+      'lanczos3', 'lanczos5', or 'pil_bicubic' (PIL's affine BICUBIC, a = -1).
     antialias: widen the kernel by 1/s when shrinking (s < 1), so the result
       averages instead of aliasing. PIL's affine transform, which the
-      reference scale-MNIST generator uses, does not.
+      reference scale-MNIST generator uses, does not ('pil_bicubic' never
+      does).
   """
   method: str = 'linear'
   antialias: bool = True
@@ -51,6 +57,9 @@ class RescaleSpec:
   def __post_init__(self):
     if self.method not in METHODS:
       raise ValueError(f'unknown rescale method {self.method!r}; choose from {METHODS}.')
+    if self.method == 'pil_bicubic' and self.antialias:
+      raise ValueError("'pil_bicubic' is PIL's affine transform, which does not antialias; "
+                       'set antialias=False.')
 
   def __call__(self, x, factor):
     return rescale(x, factor, method=self.method, antialias=self.antialias)
@@ -105,6 +114,13 @@ def rescale(x: jax.Array, factor, *, method: str = DEFAULT.method,
   check_factor(factor)
   h, w = x.shape[-3], x.shape[-2]
   s = jnp.asarray(factor, jnp.float32)
+  if method == 'pil_bicubic':
+    if antialias:
+      raise ValueError("'pil_bicubic' does not antialias (PIL's affine transform); "
+                       'pass antialias=False.')
+    y = jnp.einsum('hH,...HWc,wW->...hwc', pil_bicubic_matrix(h, s), x.astype(jnp.float32),
+                   pil_bicubic_matrix(w, s))
+    return y.astype(x.dtype)
   # Continuous coordinates: pixel p covers [p, p + 1); the centre is size / 2.
   # out = s * in + (1 - s) * size / 2 keeps the centre fixed.
   scale = jnp.stack([s, s])
@@ -112,6 +128,32 @@ def rescale(x: jax.Array, factor, *, method: str = DEFAULT.method,
   y = jax.image.scale_and_translate(x, x.shape, (x.ndim - 3, x.ndim - 2), scale,
                                     translation, method=method, antialias=antialias)
   return y.astype(x.dtype)
+
+
+def _cubic_convolution(t: jax.Array, a: float) -> jax.Array:
+  """The cubic convolution kernel with parameter a at distance t (support |t| < 2)."""
+  t = jnp.abs(t)
+  near = ((a + 2) * t - (a + 3)) * t * t + 1
+  far = ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+  return jnp.where(t <= 1, near, jnp.where(t < 2, far, 0.0))
+
+
+def pil_bicubic_matrix(n: int, factor) -> jax.Array:
+  """[n, n]: one axis of PIL's affine BICUBIC rescale by `factor` about the centre.
+
+  Output pixel u samples the source at x = (u + 1/2 - n/2) / factor + n/2
+  (pixel p covers [p, p + 1)): 0 if x is outside [0, n), else the four
+  pixels around x - 1/2 weighted by the a = -1 kernel, indices past the
+  edge clamped to it (libImaging/Geometry.c). `factor` may be traced.
+  """
+  u = jnp.arange(n, dtype=jnp.float32) + 0.5
+  x = (u - n / 2) / factor + n / 2
+  start = jnp.floor(x - 0.5)
+  taps = start[:, None] + jnp.arange(-1, 3, dtype=jnp.float32)  # [n, 4]
+  weights = _cubic_convolution(x[:, None] - 0.5 - taps, -1.0)
+  columns = jax.nn.one_hot(jnp.clip(taps, 0, n - 1).astype(jnp.int32), n, dtype=jnp.float32)
+  inside = (x >= 0) & (x < n)
+  return jnp.where(inside[:, None], jnp.einsum('ut,utn->un', weights, columns), 0.0)
 
 
 RescaleFn = Callable[[jax.Array, float], jax.Array]

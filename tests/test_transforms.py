@@ -115,7 +115,37 @@ def test_level_shift_never_rounds():
     level_shift(0.5, 1.5)
 
 
-@pytest.mark.parametrize('generator', ['default', 'reference'])
+@pytest.mark.parametrize('factor', [0.3, 0.5, 0.77, 1.3, 2.0])
+@pytest.mark.parametrize('size', [28, 18])
+def test_pil_bicubic_is_pil_affine_transform(factor, size):
+  """'pil_bicubic' against PIL itself (float images, so no 8-bit rounding):
+  Image.transform(AFFINE, BICUBIC) about the centre, as torchvision's
+  RandomAffine calls it."""
+  from PIL import Image
+  image = np.random.default_rng(size).uniform(0, 1, (size, size)).astype(np.float32)
+  a, c = 1 / factor, size / 2
+  pil = np.asarray(Image.fromarray(image, mode='F').transform(
+      (size, size), Image.AFFINE, (a, 0, c - a * c, 0, a, c - a * c), resample=Image.BICUBIC))
+  ours = rescale(jnp.asarray(image)[None, :, :, None], factor, method='pil_bicubic',
+                 antialias=False)[0, :, :, 0]
+  np.testing.assert_allclose(ours, pil, atol=1e-5)
+  traced = jax.jit(lambda x, f: rescale(x, f, method='pil_bicubic', antialias=False))
+  np.testing.assert_allclose(traced(jnp.asarray(image)[None, :, :, None], factor)[0, :, :, 0],
+                             pil, atol=1e-5)
+  # Negative control: Keys' a = -0.5 ('cubic') is another operator.
+  keys = rescale(jnp.asarray(image)[None, :, :, None], factor, method='cubic',
+                 antialias=False)[0, :, :, 0]
+  assert np.abs(keys - pil).max() > 0.05
+
+
+def test_pil_bicubic_refuses_antialias():
+  with pytest.raises(ValueError, match='antialias'):
+    transforms.RescaleSpec('pil_bicubic', antialias=True)
+  with pytest.raises(ValueError, match='antialias'):
+    rescale(jnp.zeros((1, 8, 8, 1)), 0.5, method='pil_bicubic', antialias=True)
+
+
+@pytest.mark.parametrize('generator', ['default', 'reference', 'reference_pil'])
 def test_stored_fixed_scale_split_is_the_on_the_fly_rescale_up_to_uint8(generator):
   """Data generation and accuracy-vs-scale / Delta use one L_s: the stored
   split equals L_s of the unscaled digits, up to rounding to uint8."""
