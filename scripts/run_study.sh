@@ -28,7 +28,7 @@
 #   DATA_SOURCE   default ../shared/data/mnist (the 70k digits, checked against
 #                 the pinned checksums); mnist_5k for the 5,000-digit offline
 #                 variant (say so), download with network access
-#   EPOCHS        default 10 (this 2-core CPU); the GPU variant: EPOCHS=60
+#   EPOCHS        default 5 (this 2-core CPU: results/study.md's runs); GPU: EPOCHS=60
 #   REALIZATIONS  default "0 1 2" (A and C)
 #   SWEEP_REALIZATIONS default "0 1"; DEFORM_SWEEP_REALIZATIONS default "0"
 #   SWEEP_AXES    default every swept key of configs/sweep_dss_mnist.py, in its
@@ -53,7 +53,7 @@ DRY_RUN=${DRY_RUN:-0}
 if [[ "${1:-}" == "--dry-run" ]]; then DRY_RUN=1; shift; fi
 PYTHON=${PYTHON:-.venv/bin/python}
 DATA_SOURCE=${DATA_SOURCE:-../shared/data/mnist}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-5}
 REALIZATIONS=${REALIZATIONS:-"0 1 2"}
 SWEEP_REALIZATIONS=${SWEEP_REALIZATIONS:-"0 1"}
 DEFORM_SWEEP_REALIZATIONS=${DEFORM_SWEEP_REALIZATIONS:-"0"}
