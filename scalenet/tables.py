@@ -211,8 +211,17 @@ def _cells(runs: list[dict]) -> dict:
 
 
 # The fields of results.json['data'] that define the data protocol: runs that
-# differ in any of them must not share a table.
-PROTOCOL_KEYS = ('dataset', 'data_source', 'generator', 'rescale', 'input_norm', 'image_size')
+# differ in any of them must not share a table. The source is its content
+# (source_identity: the files' checksums), not the path it was read from;
+# runs recorded before the identity fall back to the path.
+PROTOCOL_KEYS = ('dataset', 'source_identity', 'generator', 'rescale', 'input_norm',
+                 'image_size')
+
+
+def _protocol_value(data: dict, key: str):
+  if key == 'source_identity' and key not in data:
+    return data.get('data_source')
+  return data.get(key)
 
 
 def check_one_protocol(runs: list[dict]) -> None:
@@ -227,7 +236,7 @@ def check_one_protocol(runs: list[dict]) -> None:
     if not data:
       continue
     for key in PROTOCOL_KEYS:
-      value = json.dumps(data.get(key), sort_keys=True)
+      value = json.dumps(_protocol_value(data, key), sort_keys=True)
       first = seen.setdefault(key, (value, run['dir']))
       if first[0] != value:
         raise ValueError(

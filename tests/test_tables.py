@@ -125,6 +125,20 @@ def test_runs_of_different_data_protocols_are_refused(tmp_path):
                              if r['realization'] == 'r0'])
 
 
+def test_one_source_read_from_two_paths_is_one_protocol(tmp_path):
+  data = {'dataset': 'scale_mnist', 'generator': 'reference', 'image_size': 28,
+          'source_identity': 'mnist-c9a532ad7123', 'data_source': '../shared/data/mnist'}
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 0, 0.05, data=data)
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 1, 0.05,
+         data={**data, 'data_source': '/work/shared/data/mnist'})
+  tables.check_one_protocol(records.load_runs(str(tmp_path)))
+  # Other files (another content hash) under the same path: refused.
+  _write(tmp_path, 'mnist_cnn_28', 'plain', 2, 0.05,
+         data={**data, 'source_identity': 'mnist-0123456789ab'})
+  with pytest.raises(ValueError, match='data.source_identity'):
+    tables.check_one_protocol(records.load_runs(str(tmp_path)))
+
+
 # --- scripts/reproduce_mnist_scale.sh: which runs it starts (a dry run, no training). ---
 
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'scripts',
