@@ -211,8 +211,8 @@ def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 
   equals the output for D_n x at every rung n (exactly, up to rounding).
 
   Computed in the frequency domain: x's coefficients once, D_r x synthesised
-  from the first of them, and the new ring of z_r's coefficients added to
-  one spectrum synthesised once at the end. A rung whose band equals the
+  from the first of them, and the new ring of z_r's coefficients (only
+  those are analysed) added to one spectrum synthesised once at the end. A rung whose band equals the
   rung below's (an even r after r - 1, since D drops the Nyquist frequency)
   has an empty ring: its z_r reaches no output frequency and is skipped.
   tests/test_fourier.py checks it against the definition (three resamplings
@@ -241,15 +241,25 @@ def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 
     k = 2 * band + 1
     z = _synthesise(spectrum[:, :k, :k], r)  # D_r x
     z = act(z if norm is None else norm(r, z))
-    ring = _analyse(z, band)
-    if inner is not None:  # only the frequencies new at r
-      j = 2 * inner + 1
-      keep = np.ones((k, k), bool)
-      keep[:j, :j] = False
-      ring = ring * jnp.asarray(keep, ring.dtype)[:, :, None]
-    out = out + jnp.pad(ring, ((0, 0), (0, 2 * top + 1 - k), (0, 2 * top + 1 - k), (0, 0)))
+    out = out + _ring(z, 0 if inner is None else 2 * inner + 1, k, 2 * top + 1)
     inner = band
   return _synthesise(out, n)
+
+
+def _ring(z: jax.Array, j: int, k: int, size: int) -> jax.Array:
+  """z's real Fourier coefficients with index in [j, k) on either axis
+  (the frequencies new at z's rung), zero-padded to [B, size, size, C].
+
+  Only those are analysed: the rows j..k-1 in full, then the columns j..k-1
+  of the rows below j (with j = 0, the whole k x k block).
+  """
+  a = jnp.asarray(_real_basis(z.shape[1], (k - 1) // 2)[0], z.dtype)
+  rows = jnp.einsum('kh,bhwc,lw->bklc', a[j:k], z, a)  # [B, k - j, k, C]
+  out = jnp.pad(rows, ((0, 0), (j, size - k), (0, size - k), (0, 0)))
+  if j:
+    cols = jnp.einsum('kh,bhwc,lw->bklc', a[:j], z, a[j:k])  # [B, j, k - j, C]
+    out = out + jnp.pad(cols, ((0, 0), (0, size - j), (j, size - k), (0, 0)))
+  return out
 
 
 def band_limited_stack(x: jax.Array, *, base: int, keep: int, pool: int,
