@@ -96,7 +96,7 @@ add() {  # add DIR CONFIG [overrides]: one run of the current experiment's job l
 link() {  # link NAME TARGET: NAME is TARGET's run (relative symlink), not a new one.
   [[ "$DRY_RUN" == 1 || -e "$1" ]] && return 0
   mkdir -p "$(dirname "$1")"
-  ln -s "$(realpath --relative-to="$(dirname "$1")" "$2")" "$1"
+  ln -s "$(realpath -m --relative-to="$(dirname "$1")" "$2")" "$1"  # -m: TARGET may not exist yet
 }
 run_jobs() {  # Runs the job list, JOBS at a time, then empties it.
   export DRY_RUN PYTHON
