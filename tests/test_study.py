@@ -145,6 +145,27 @@ def test_run_script_plans_every_experiment_once(tmp_path):
   assert not os.listdir(tmp_path)  # a dry run creates nothing
 
 
+def test_run_script_runs_c_alone_on_a_root_without_a(tmp_path):
+  """Not a dry run: train.py and evaluate.py are stubbed (a PYTHON that
+  skips them), so the script's own steps run: C's dss_v1 is linked to A's
+  run even before A has one, and C's model is trained then evaluated."""
+  stub = tmp_path / 'python'
+  stub.write_text('#!/usr/bin/env bash\n'
+                  'case "$1" in train.py|evaluate.py) exit 0 ;; esac\n'
+                  f'exec {sys.executable} "$@"\n')
+  stub.chmod(0o755)
+  root = tmp_path / 'study'
+  env = {**os.environ, 'ROOT': str(root), 'PYTHON': str(stub), 'DATA_SOURCE': 'mnist_5k',
+         'EXPERIMENTS': 'C', 'MODELS': 'dss_v2', 'REALIZATIONS': '0', 'JOBS': '1',
+         'RENDER': '0'}
+  proc = subprocess.run(['bash', SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  assert os.readlink(root / 'C' / 'dss_v1' / 'r0') == os.path.join('..', '..', 'A', 'dss_v1',
+                                                                    'r0')
+  run = root / 'C' / 'dss_v2' / 'r0'
+  assert (run / 'trained').exists() and (run / 'eval_seconds').exists()
+
+
 def test_run_script_refuses_bad_settings(tmp_path):
   bad_axis = _dry_run(tmp_path, EXPERIMENTS='B', SWEEP_AXES='learning_rate model.bse')
   assert bad_axis.returncode == 2 and "only=['model.bse']" in bad_axis.stderr
