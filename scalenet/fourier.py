@@ -212,9 +212,10 @@ def scale_eq_nonlin(x: jax.Array, act: Callable, *, base: int, increment: int = 
 
   Computed in the frequency domain: x's coefficients once, D_r x synthesised
   from the first of them, and the new ring of z_r's coefficients (only
-  those are analysed) added to one spectrum synthesised once at the end. A rung whose band equals the
-  rung below's (an even r after r - 1, since D drops the Nyquist frequency)
-  has an empty ring: its z_r reaches no output frequency and is skipped.
+  those are analysed) added to one spectrum synthesised once at the end. A
+  rung whose band equals the rung below's (an even r after r - 1, since D
+  drops the Nyquist frequency) has an empty ring: its z_r reaches no output
+  frequency and is skipped.
   tests/test_fourier.py checks it against the definition (three resamplings
   per rung, numpy's FFT).
 

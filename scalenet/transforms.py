@@ -39,6 +39,14 @@ CANVAS = ('rescaled about the canvas centre, canvas size kept: shrinking fills t
           'black), enlarging crops; Delta compares only where L\'_s fn(x) is defined')
 
 
+def _check_method(method: str, antialias: bool) -> None:
+  if method not in METHODS:
+    raise ValueError(f'unknown rescale method {method!r}; choose from {METHODS}.')
+  if method == 'pil_bicubic' and antialias:
+    raise ValueError("'pil_bicubic' is PIL's affine transform, which does not antialias; "
+                     'set antialias=False.')
+
+
 @dataclasses.dataclass(frozen=True)
 class RescaleSpec:
   """One choice of the rescale operator L_s.
@@ -55,11 +63,7 @@ class RescaleSpec:
   antialias: bool = True
 
   def __post_init__(self):
-    if self.method not in METHODS:
-      raise ValueError(f'unknown rescale method {self.method!r}; choose from {METHODS}.')
-    if self.method == 'pil_bicubic' and self.antialias:
-      raise ValueError("'pil_bicubic' is PIL's affine transform, which does not antialias; "
-                       'set antialias=False.')
+    _check_method(self.method, self.antialias)
 
   def __call__(self, x, factor):
     return rescale(x, factor, method=self.method, antialias=self.antialias)
@@ -109,15 +113,11 @@ def rescale(x: jax.Array, factor, *, method: str = DEFAULT.method,
   """
   _checks.check_rank(x, (4, 5), 'rescale input', '[B, H, W, C] or [B, S, H, W, C]')
   _checks.check_floating(x, 'rescale input')
-  if method not in METHODS:
-    raise ValueError(f'unknown rescale method {method!r}; choose from {METHODS}.')
+  _check_method(method, antialias)
   check_factor(factor)
   h, w = x.shape[-3], x.shape[-2]
   s = jnp.asarray(factor, jnp.float32)
   if method == 'pil_bicubic':
-    if antialias:
-      raise ValueError("'pil_bicubic' does not antialias (PIL's affine transform); "
-                       'pass antialias=False.')
     y = jnp.einsum('hH,...HWc,wW->...hwc', pil_bicubic_matrix(h, s), x.astype(jnp.float32),
                    pil_bicubic_matrix(w, s))
     return y.astype(x.dtype)

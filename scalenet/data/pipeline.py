@@ -76,8 +76,8 @@ def train_batches(split: Split, batch_size: int, *, seed: int, start_step: int =
   (the '+' setting: (0.5, 2.0)) every image is rescaled about its centre by
   a factor from U(lo, hi) drawn from (seed, step), with L_s =
   `augment_rescale` (default bicubic without antialiasing; the reference's
-  torchvision RandomAffine is PIL's affine transform, 'pil_bicubic'), then clipped to
-  [0, 1] as PIL's uint8 output is. Only training batches are augmented.
+  torchvision RandomAffine is PIL's affine transform, 'pil_bicubic'), then
+  clipped to [0, 1] as PIL's uint8 output is. Only training batches are augmented.
 
   Yields:
     {'image': float32 [B/P, H, W, C] in [0, 1], 'label': int32 [B/P]} with
