@@ -19,7 +19,7 @@ def _blob(size=32, sigma=3.0, channels=2):
 def test_factor_one_is_identity():
   x = jax.random.normal(jax.random.key(0), (2, 9, 12, 3))
   for method in transforms.METHODS:
-    for antialias in (False, True):
+    for antialias in (False, True) if method != 'pil_bicubic' else (False,):
       np.testing.assert_allclose(rescale(x, 1.0, method=method, antialias=antialias), x,
                                  atol=1e-5)
 
