@@ -17,8 +17,8 @@ Two generators (`GENERATORS`, `config.data_generator`):
     28x28 ones up-sampled x2 by nearest neighbour, as the reference's `*_56`
     models do with `nn.Upsample`. Its bicubic is Keys' a = -0.5
     (`jax.image`'s 'cubic'), where the reference's PIL affine BICUBIC is
-    a = -1: on 500 digits at U(0.3, 1) the images differ by 5.4% (relative
-    L2; 0.7 grey levels per pixel). Every run recorded so far used it.
+    a = -1 (a few percent apart on digits; results/mnist_scale.md says
+    which runs used which).
   * 'reference_pil': 'reference' with PIL's own kernel ('pil_bicubic',
     `transforms.pil_bicubic_matrix`, equal to PIL's float affine transform).
 The bytes differ from the reference's (other random streams, no PIL); the
