@@ -3,6 +3,7 @@ where theory says exact (with negative controls), agreement with numpy's FFT,
 and the model's count, shapes and resolution action."""
 
 import json
+import os
 
 import chex
 import jax
@@ -278,6 +279,39 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
   assert '| fourier_se_mnist | multires | 1 | - | 7 | 80 | 80 | 0.85 | - / - | - / - |' in text
   assert '| mnist_cnn_28 | plain | 1 | - | 2 | - | - | - |' in text
   assert '| mnist_disco | | 0 | | not trained yet |' in text
+
+
+def _trained_run(root, model, realization, epochs, test_error, source='a'):
+  run = root / model / f'r{realization}'
+  (run / 'eval').mkdir(parents=True)
+  (run / 'config.json').write_text(json.dumps({'num_epochs': epochs}))
+  (run / 'eval' / 'results.json').write_text(json.dumps({
+      'model_name': model, 'test_error': test_error, 'data': {'source_identity': source},
+      'equivariance': {'layerwise': {'0.5000': {'block0.conv': 0.5, 'logits': 0.1}}}}))
+  return run
+
+
+def test_fourier_report_joins_roots_of_one_protocol_and_splits_epochs(tmp_path):
+  from scalenet import fourier_report
+  ours, study = tmp_path / 'ours', tmp_path / 'study'
+  for k in range(2):
+    _trained_run(ours, 'mnist_cnn_28', k, 5, 0.03 + 0.01 * k)
+    _trained_run(study, 'mnist_dss_vector_28', k, 5, 0.04)
+  _trained_run(ours, 'mnist_cnn_28', 2, 60, 0.02)
+  # The same run reached through a second root (a link) counts once.
+  os.symlink(ours / 'mnist_cnn_28', study / 'mnist_cnn_28')
+  text = '\n'.join(fourier_report.trained_table([str(ours), str(study)]))
+  assert '| mnist_cnn_28 | plain | 2 | 5 | 3.5 ± 0.71 |' in text
+  assert '| mnist_cnn_28 | plain | 1 | 60 | 2 |' in text  # other epochs: its own row
+  assert '| mnist_dss_vector_28 | plain | 2 | 5 | 4 ± 0 |' in text
+  assert '| mnist_disco | | 0 | | not trained yet |' in text
+  # Negative control: one root alone does not show the other's model.
+  alone = '\n'.join(fourier_report.trained_table(str(ours)))
+  assert '| mnist_dss_vector_28 | | 0 | | not trained yet |' in alone
+  # A run made on other data is refused, not averaged in.
+  _trained_run(study, 'mnist_disco', 0, 5, 0.02, source='b')
+  with pytest.raises(ValueError, match='different data protocols'):
+    fourier_report.trained_table([str(ours), str(study)])
 
 
 def _softmax_ce(logits, labels):
