@@ -85,11 +85,24 @@ def sweep_points(config) -> list[Point]:
 
 
 def run_sweep(config, workdir: str) -> dict:
-  """Runs (or resumes) every distinct point once; returns {key: {value: results}}."""
+  """Runs (or resumes) every distinct point once; returns {key: {value: results}}.
+
+  A point's directory may be a link to another run of the same config (e.g.
+  scripts/run_study.sh links the default point to experiment A's run).
+
+  Raises:
+    FileNotFoundError: such a link's run does not exist (before any training).
+  """
   points = sweep_points(config)  # validates every key before any training
   runs = {}
   for p in points:
     runs.setdefault(p.run, p.config)
+  for run in runs:  # A point shared with another experiment's run: that run must exist.
+    wd = os.path.join(workdir, run)
+    if os.path.islink(wd) and not os.path.exists(wd):
+      raise FileNotFoundError(
+          f'{wd} links to {os.readlink(wd)}, which does not exist: that run is this '
+          f'sweep\'s {run} point (it is reused, not trained again); run it first.')
   results = {}
   for i, (run, point) in enumerate(runs.items()):
     wd = os.path.join(workdir, run)

@@ -238,6 +238,15 @@ def test_sweep_trains_each_distinct_point_once_resumes_and_plots(tmp_path, data_
     sweep.run_sweep(config, str(tmp_path))
 
 
+def test_sweep_refuses_a_link_to_a_missing_run_before_training(tmp_path, monkeypatch):
+  from scalenet import sweep
+  from configs import sweep_dss_mnist
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda c, wd: pytest.fail('trained'))
+  os.symlink(tmp_path / 'A' / 'dss_v1' / 'r0', tmp_path / sweep.BASE_RUN)
+  with pytest.raises(FileNotFoundError, match=r'base links to .*A/dss_v1/r0.*run it first'):
+    sweep.run_sweep(sweep_dss_mnist.get_config('tiny'), str(tmp_path))
+
+
 def test_full_sweep_points_are_distinct_runs():
   from scalenet import sweep
   from configs import sweep_dss_mnist
