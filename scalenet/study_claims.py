@@ -58,7 +58,10 @@ def depth_lines(groups: dict) -> list[str]:
     rises = [(b[1] - a[1], a[0], b[0]) for a, b in zip(means, means[1:])]
     rise, frm, to = max(rises)
     path = ' -> '.join(f'{l} {m:.3g}' for l, m in means)
-    out.append(f'- {name}: {path}. Largest rise: {frm} -> {to} (+{rise:.3g}).')
+    if rise > 0:
+      out.append(f'- {name}: {path}. Largest rise: {frm} -> {to} (+{rise:.3g}).')
+    else:
+      out.append(f'- {name}: {path}. No rise: Delta falls at every step measured.')
   return out
 
 

@@ -70,6 +70,28 @@ def test_hyperparameter_effect_needs_two_runs_and_separated_extremes():
   assert effect('acc', {'1': [], '2': []}) == 'acc: not measured.'
 
 
+def test_depth_lines_name_the_largest_rise_and_never_call_a_fall_one(tmp_path):
+  from scalenet import study_claims
+  layers = ('block0.conv', 'block0', 'logits')
+  for k in range(2):
+    _write_run(str(tmp_path / 'rise' / 'cnn' / f'r{k}'), test_acc=0.9, delta_logits=0.1, layers=layers)
+  rise = records.load_runs(str(tmp_path / 'rise'))
+  for k in range(2):  # Delta falls through depth: block0 2x block0.conv, logits 0.5x.
+    path = tmp_path / 'fall' / 'cnn' / f'r{k}'
+    _write_run(str(path), test_acc=0.9, delta_logits=0.1, layers=layers[1:])
+    res = json.loads((path / 'eval' / 'results.json').read_text())
+    res['equivariance']['layerwise']['0.5000'] = {'block0': 0.4, 'logits': 0.1}
+    (path / 'eval' / 'results.json').write_text(json.dumps(res))
+  fall = records.load_runs(str(tmp_path / 'fall'))
+  for run in rise:
+    run['results']['equivariance']['layerwise']['0.5000'] = {
+        'block0.conv': 0.1, 'block0': 0.5, 'logits': 0.2}
+  lines = study_claims.depth_lines({'up': rise, 'down': fall})
+  assert lines[0] == ('- up: block0.conv 0.1 -> block0 0.5 -> logits 0.2. '
+                      'Largest rise: block0.conv -> block0 (+0.4).')
+  assert lines[1] == '- down: block0 0.4 -> logits 0.1. No rise: Delta falls at every step measured.'
+
+
 def test_report_collects_runs_and_answers_the_claims(tmp_path):
   root, runs, out = tmp_path / 'runs', tmp_path / 'copied', tmp_path / 'report'
   out.mkdir()
