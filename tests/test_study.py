@@ -76,7 +76,7 @@ def test_depth_lines_name_the_largest_rise_and_never_call_a_fall_one(tmp_path):
   for k in range(2):
     _write_run(str(tmp_path / 'rise' / 'cnn' / f'r{k}'), test_acc=0.9, delta_logits=0.1, layers=layers)
   rise = records.load_runs(str(tmp_path / 'rise'))
-  for k in range(2):  # Delta falls through depth: block0 2x block0.conv, logits 0.5x.
+  for k in range(2):  # Delta only falls through depth: block0 0.4, then logits 0.1.
     path = tmp_path / 'fall' / 'cnn' / f'r{k}'
     _write_run(str(path), test_acc=0.9, delta_logits=0.1, layers=layers[1:])
     res = json.loads((path / 'eval' / 'results.json').read_text())
