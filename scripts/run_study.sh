@@ -30,7 +30,8 @@
 #                 variant (say so), download with network access
 #   EPOCHS        default 5 (this 2-core CPU: results/study.md's runs); GPU: EPOCHS=60
 #   REALIZATIONS  default "0 1 2" (A and C)
-#   SWEEP_REALIZATIONS default "0 1"; DEFORM_SWEEP_REALIZATIONS default "0"
+#   SWEEP_REALIZATIONS default "0 1"; DEFORM_SWEEP_REALIZATIONS default "0";
+#                 set to "" to leave that model's sweep out (B for one model)
 #   SWEEP_AXES    default every swept key of configs/sweep_dss_mnist.py, in its
 #                 order; B runs axis by axis (e.g. "learning_rate model.base")
 #   EXPERIMENTS   default "A C B" (in this order: B reuses A's and C's runs)
@@ -55,8 +56,8 @@ PYTHON=${PYTHON:-.venv/bin/python}
 DATA_SOURCE=${DATA_SOURCE:-../shared/data/mnist}
 EPOCHS=${EPOCHS:-5}
 REALIZATIONS=${REALIZATIONS:-"0 1 2"}
-SWEEP_REALIZATIONS=${SWEEP_REALIZATIONS:-"0 1"}
-DEFORM_SWEEP_REALIZATIONS=${DEFORM_SWEEP_REALIZATIONS:-"0"}
+SWEEP_REALIZATIONS=${SWEEP_REALIZATIONS-"0 1"}  # set but empty: that sweep does not run
+DEFORM_SWEEP_REALIZATIONS=${DEFORM_SWEEP_REALIZATIONS-"0"}
 EXPERIMENTS=${EXPERIMENTS:-"A C B"}
 EVAL_IMAGES=${EVAL_IMAGES:-10000}
 JOBS=${JOBS:-$(( $(nproc) / 2 > 1 ? $(nproc) / 2 : 1 ))}

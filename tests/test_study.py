@@ -198,6 +198,15 @@ def test_run_script_refuses_bad_settings(tmp_path):
   assert sum(' train.py ' in l for l in only.stdout.splitlines()) == 1
 
 
+def test_run_script_runs_one_model_s_sweep_when_the_other_s_realizations_are_empty(tmp_path):
+  deform = _dry_run(tmp_path, EXPERIMENTS='B', SWEEP_REALIZATIONS='', SWEEP_AXES='learning_rate')
+  sweeps = [l for l in deform.stdout.splitlines() if ' sweep.py ' in l]
+  assert deform.returncode == 0 and len(sweeps) == 1 and 'mnist.py:deform_dss' in sweeps[0]
+  dss = _dry_run(tmp_path, EXPERIMENTS='B', DEFORM_SWEEP_REALIZATIONS='', SWEEP_AXES='learning_rate')
+  sweeps = [l for l in dss.stdout.splitlines() if ' sweep.py ' in l]
+  assert len(sweeps) == 2 and not any('deform_dss' in l for l in sweeps)
+
+
 def _write_fake_cifar(root, n_train=20, n_test=20):
   """CIFAR-10 binary batches: one label byte then 3072 pixel bytes per record."""
   rng = np.random.default_rng(0)
