@@ -268,7 +268,7 @@ def test_fourier_report_renders_both_actions_and_trained_runs(tmp_path):
       'model_name': 'mnist_cnn_28', 'test_error': 0.02, 'equivariance': {'layerwise': {}},
       'resolution': {'sizes': [14], 'not_measured': 'does not take 14 x 14 inputs'}}))
   text = fourier_report.render(cache, {'seeds': 2, 'num_images': 8, 'canvas': 'c'},
-                               str(tmp_path), None)
+                               [str(tmp_path)], None)
   assert '| fourier_se_mnist | canvas | 0.45 ± 0.071 (block0.conv) | 2.1 ± 0.14 (block1) |' in text
   assert '| fourier_se_mnist | resolution | 2e-14 ± 1.4e-14 (block0.conv) |' in text
   assert '| mnist_cnn_28 | resolution | takes one input size only |' in text
@@ -306,12 +306,14 @@ def test_fourier_report_joins_roots_of_one_protocol_and_splits_epochs(tmp_path):
   assert '| mnist_dss_vector_28 | plain | 2 | 5 | 4 ± 0 |' in text
   assert '| mnist_disco | | 0 | | not trained yet |' in text
   # Negative control: one root alone does not show the other's model.
-  alone = '\n'.join(fourier_report.trained_table(str(ours)))
+  alone = '\n'.join(fourier_report.trained_table([str(ours)]))
   assert '| mnist_dss_vector_28 | | 0 | | not trained yet |' in alone
   # A run made on other data is refused, not averaged in.
   _trained_run(study, 'mnist_disco', 0, 5, 0.02, source='b')
   with pytest.raises(ValueError, match='different data protocols'):
     fourier_report.trained_table([str(ours), str(study)])
+  with pytest.raises(TypeError, match='sequence of directories'):
+    fourier_report.trained_table(str(ours))
 
 
 def _softmax_ce(logits, labels):
