@@ -29,6 +29,8 @@ A_MODELS = ('cnn', 'dcn', 'dss_v1', 'sscnn', 'mnist_ses_vector_28', 'mnist_disco
 C_STUDY = ('dss_v1', 'dss_v2', 'deform_dss')
 C_HARNESS = ('mnist_dss_vector_28', 'mnist_dss_v2_28', 'mnist_deform_dss_28')
 B_MODELS = ('dss_v1', 'deform_dss')
+# B's default point of each model is this experiment's run (run_study.sh links it).
+DEFAULT_POINT_SOURCE = {'dss_v1': 'A', 'deform_dss': 'C'}
 
 
 def _table(header, rows) -> list[str]:
@@ -215,12 +217,16 @@ def render(runs: str, out: str) -> str:
   return text
 
 
-def hyperparameter_effect(what: str, by_value: dict, pct: bool = False) -> str:
+def hyperparameter_effect(what: str, by_value: dict, pct: bool = False,
+                          default: str | None = None) -> str:
   """One line: does `what` ({value: [measurements]}) depend on the value?
 
   'matters' when the intervals (mean +- std) of the highest and the lowest
-  value do not overlap, 'within the noise' when they do; no verdict while
-  a value has n < 2 (one realization has no spread). pct: shown in %.
+  value do not overlap, 'within the noise' when they do. A value measured
+  once has no spread of its own: it takes the spread of the `default`
+  value's realizations when that has n >= 2 (homoscedastic noise, and the
+  line says so), else there is no verdict. No verdict while a value is not
+  measured. pct: shown in %.
   """
   summary = {v: stats(xs) for v, xs in by_value.items()}
   if len(summary) < 2:
@@ -228,15 +234,22 @@ def hyperparameter_effect(what: str, by_value: dict, pct: bool = False) -> str:
   if not any(n for _, _, n in summary.values()):
     return f'{what}: not measured.'
   short = [v for v, (_, _, n) in summary.items() if n < 2]
-  if short:
+  single = [v for v in short if summary[v][2] == 1]
+  ref = summary.get(default, (0.0, 0.0, 0))
+  if len(single) < len(short) or (single and ref[2] < 2):
     return f"{what}: no verdict yet (n < 2 at {', '.join(short)})."
+  spread = {v: ref[1] if v in single else s for v, (_, s, _) in summary.items()}
   hi = max(summary, key=lambda v: summary[v][0])
   lo = min(summary, key=lambda v: summary[v][0])
-  _, overlap = compare(by_value[hi], by_value[lo])
-  word = 'matters' if overlap == 'intervals do not overlap' else 'within the noise'
-  digits = 4 if pct else 3
+  apart = summary[hi][0] - spread[hi] > summary[lo][0] + spread[lo]
+  word = 'matters' if apart else 'within the noise'
+  k, digits = (100.0, 4) if pct else (1.0, 3)
+  borrowed = [v for v in (hi, lo) if v in single]
+  how = ('intervals do not overlap' if apart else 'intervals overlap') + (
+      f" (n=1 at {', '.join(borrowed)}: ± {ref[1] * k:.2g}, the spread of the default "
+      f'{default}\'s {ref[2]} realizations)' if borrowed else '')
   return (f'{what}: **{word}**: highest at {hi} ({fmt(by_value[hi], digits, pct)}), lowest at '
-          f'{lo} ({fmt(by_value[lo], digits, pct)}), {overlap}.')
+          f'{lo} ({fmt(by_value[lo], digits, pct)}), {how}.')
 
 
 def _first_conv_delta(runs) -> str:
@@ -259,14 +272,21 @@ def sweep_section(runs: str, fig_dir: str) -> list[str]:
     reals = sorted(d for d in os.listdir(base)) if os.path.isdir(base) else []
     arg = 'deform_dss' if model == 'deform_dss' else None
     points = sweep.sweep_points(sweep_dss_mnist.get_config(arg))
-    out += [f'### {model} ({len(reals)} realization(s): {", ".join(reals) or "none yet"})', '']
+    # The default point is the source experiment's run of each realization: all of them count.
+    source = DEFAULT_POINT_SOURCE[model]
+    default_runs = realizations(runs, source, model)
+    out += [f'### {model} ({len(reals)} realization(s): {", ".join(reals) or "none yet"}; '
+            f'the default point: {source}\'s {len(default_runs)} run(s))', '']
     if not reals:
       continue
     for key in dict.fromkeys(p.key for p in points):
-      by_value = {}
+      by_value, default = {}, None
       for p in (p for p in points if p.key == key):
-        by_value[str(p.value)] = [r for r in (load_run(runs, os.path.join('B', model, k, p.run))
-                                              for k in reals) if r]
+        if p.run == sweep.BASE_RUN:
+          default, by_value[str(p.value)] = str(p.value), default_runs
+        else:
+          by_value[str(p.value)] = [r for r in (load_run(runs, os.path.join('B', model, k, p.run))
+                                                for k in reals) if r]
       rows = [[v, fmt(acc(rs), 4, True), _first_conv_delta(rs),
                fmt(delta(rs, HALF, 'logits'), 3)] for v, rs in by_value.items()]
       out += [f'**{key}**', ''] + _table(['value', 'test acc %', 'Delta(1/2) block0.conv',
@@ -275,12 +295,14 @@ def sweep_section(runs: str, fig_dir: str) -> list[str]:
                              for v, rs in by_value.items()}
       first = measured(lambda rs: delta(rs, HALF, 'block0.conv'))
       other = [v for v, rs in by_value.items() if rs and not first[v]]
-      out += ['- ' + hyperparameter_effect('test accuracy (%)', measured(acc), pct=True),
-              '- ' + (hyperparameter_effect('Delta(1/2) at the first conv', first) if not other
-                      else f"Delta(1/2) at the first conv: not compared (1/2 does not act "
-                           f"exactly on it at {', '.join(other)})."),
+      out += ['- ' + hyperparameter_effect('test accuracy (%)', measured(acc), True, default),
+              '- ' + (hyperparameter_effect('Delta(1/2) at the first conv', first, False, default)
+                      if not other else
+                      f"Delta(1/2) at the first conv: not compared (1/2 does not act "
+                      f"exactly on it at {', '.join(other)})."),
               '- ' + hyperparameter_effect('Delta(1/2) of the logits',
-                                           measured(lambda rs: delta(rs, HALF, 'logits'))), '']
+                                           measured(lambda rs: delta(rs, HALF, 'logits')),
+                                           False, default), '']
       groups = {f'{key}={v}': rs for v, rs in by_value.items() if rs}
       out += figures(groups, os.path.join(fig_dir, f'study_B_{model}_{key.replace(".", "_")}'),
                      f'B {model}, {key}')

@@ -67,6 +67,16 @@ def test_hyperparameter_effect_needs_two_runs_and_separated_extremes():
   assert effect('acc', {'1': [0.9, 0.9], '2': [0.95], '3': []}) == \
       'acc: no verdict yet (n < 2 at 2, 3).'
   assert effect('acc', {'1': [0.9, 0.9]}) == 'acc: one value only, nothing to compare.'
+  # One realization takes the spread of the default value's realizations (here 0.01).
+  one = {'1': [0.80], '2': [0.90, 0.91, 0.89], '3': [0.905]}
+  assert effect('acc', one, pct=True, default='2') == (
+      'acc: **matters**: highest at 3 (90.5 (n=1)), lowest at 1 (80 (n=1)), intervals do not '
+      "overlap (n=1 at 3, 1: ± 1, the spread of the default 2's 3 realizations).")
+  assert '**within the noise**' in effect('acc', {**one, '1': [0.885]}, default='2')
+  # Negative controls: no default, a default measured once, a value not measured.
+  assert effect('acc', one) == 'acc: no verdict yet (n < 2 at 1, 3).'
+  assert effect('acc', {**one, '2': [0.9]}, default='2') == 'acc: no verdict yet (n < 2 at 1, 2, 3).'
+  assert effect('acc', {**one, '4': []}, default='2') == 'acc: no verdict yet (n < 2 at 1, 3, 4).'
   assert effect('acc', {'1': [], '2': []}) == 'acc: not measured.'
 
 
@@ -107,10 +117,15 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
     _write_run(root / 'B' / 'dss_v1' / f'r{k}' / 'learning_rate=0.003', test_acc=0.90 + 0.001 * k,
                delta_logits=0.1)
     os.symlink(f'../../../A/dss_v1/r{k}', root / 'B' / 'dss_v1' / f'r{k}' / 'base')
+  # B for deform_dss, one realization: its default point is C's two runs.
+  for lr, lr_acc in (('0.003', 0.90), ('0.03', 0.95)):
+    _write_run(root / 'B' / 'deform_dss' / 'r0' / f'learning_rate={lr}', test_acc=lr_acc,
+               delta_logits=0.1)
+  os.symlink('../../../C/deform_dss/r0', root / 'B' / 'deform_dss' / 'r0' / 'base')
   os.makedirs(root / 'A' / 'sscnn' / 'r0')  # started, never evaluated: not collected
   with open(root / 'A' / 'sscnn' / 'r0' / 'config.json', 'w') as f:
     f.write('{}')
-  assert records.collect(str(root), str(runs)) == 12  # links are SAME_AS, not counted
+  assert records.collect(str(root), str(runs)) == 14  # links are SAME_AS, not counted
   assert (runs / 'C' / 'dss_v1' / 'r0' / 'SAME_AS').read_text().strip() == 'A/dss_v1/r0'
   assert not (runs / 'A' / 'sscnn').exists()
   assert not any(p.name == 'checkpoints' for p in runs.rglob('*'))
@@ -132,6 +147,12 @@ def test_report_collects_runs_and_answers_the_claims(tmp_path):
   lr = text.split('**learning_rate**')[1].split('**model.')[0]
   assert '| 0.003 | 90.05 ± 0.071 (n=2) |' in lr and '| 0.01 | 97 ± 0 (n=2) |' in lr
   assert 'test accuracy (%): no verdict yet (n < 2 at 0.03)' in lr
+  deform = text.split("### deform_dss (1 realization(s): r0; the default point: C's 2 run(s))")[1]
+  lr = deform.split('**learning_rate**')[1].split('**model.')[0]
+  assert '| 0.003 | 90 (n=1) |' in lr and '| 0.01 | 98.05 ± 0.071 (n=2) |' in lr
+  assert ('test accuracy (%): **matters**: highest at 0.01 (98.05 ± 0.071 (n=2)), lowest at '
+          "0.003 (90 (n=1)), intervals do not overlap (n=1 at 0.003: ± 0.071, the spread of the "
+          "default 0.01's 2 realizations).") in lr
   # Times: seconds summed over sessions; step time from the logged rate.
   assert '| cnn | 100 | 3 | 1.5 | - | 2 |' in text
 
