@@ -21,7 +21,7 @@ import os
 
 from scalenet import plots
 from scalenet.records import acc, acc_at, collect, delta, factors_of, fmt, last_block, load_run
-from scalenet.records import compare, realizations, scale_factors, stats, verdict
+from scalenet.records import realizations, scale_factors, stats, verdict
 from scalenet.study_claims import HALF, LARGE, SMALL, claim_ii, claim_iv, claim_v, depth_lines
 from scalenet.study_claims import pair_lines
 
